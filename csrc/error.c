@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* Error names and the per-call / per-handle diagnostic sentences. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#ifndef SHMCHAN_PKG_VERSION
+#define SHMCHAN_PKG_VERSION "0.0.0+unknown"
+#endif
+
+const char *shmchan_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:
+		return "success";
+	case SHMCHAN_EBADMAGIC:
+		return "not a shmchan channel (bad magic)";
+	case SHMCHAN_EVERSION:
+		return "incompatible shmchan layout version";
+	case SHMCHAN_ECORRUPT:
+		return "channel header is corrupt";
+	case SHMCHAN_EPEERDEAD:
+		return "peer died while attached";
+	case SHMCHAN_ENOTINIT:
+		return "channel is not initialised";
+	case SHMCHAN_EENDED:
+		return "writer closed the channel and every message was received";
+	case SHMCHAN_EPINNED:
+		return "every slot is held by unreleased messages";
+	default:
+		return strerror(err);
+	}
+}
+
+const char *shmchan_version(void)
+{
+	return SHMCHAN_PKG_VERSION;
+}
+
+int shmchan_layout_major(void)
+{
+	return SHMCHAN_LAYOUT_MAJOR;
+}
+
+int shmchan_layout_minor(void)
+{
+	return SHMCHAN_LAYOUT_MINOR;
+}
+
+void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!diag)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(diag->message, sizeof(diag->message), fmt, ap);
+	va_end(ap);
+}
+
+int shmchan_poison(shmchan_channel *ch, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!ch->poisoned) {
+		va_start(ap, fmt);
+		vsnprintf(ch->diag, sizeof(ch->diag), fmt, ap);
+		va_end(ap);
+	}
+	ch->poisoned = 1;
+	return -SHMCHAN_ECORRUPT;
+}
+
+const char *shmchan_channel_diag(const shmchan_channel *ch)
+{
+	return ch->diag;
+}

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/* shmchan public C API: named shared-memory channels with a zero-copy ring of slots. */
+#ifndef SHMCHAN_H
+#define SHMCHAN_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Conventions
+ *   - Every function that can fail returns 0 (or a count) on success and a negative error code on
+ *     failure: -errno for system errors, -SHMCHAN_E* for shmchan's own. shmchan_strerror() names
+ *     both kinds.
+ *   - Timeouts are in nanoseconds: < 0 waits forever, 0 never waits (-EAGAIN when it would have
+ *     to), > 0 waits at most that long (-ETIMEDOUT). A signal ends a wait with -EINTR.
+ *   - One channel has at most one writer and one reader at a time (single producer, single
+ *     consumer); a second attach gets -EBUSY. A handle (channel, writer, reader) is used by one
+ *     thread at a time. Handles are not inherited across fork(): open the channel in the child.
+ */
+
+enum shmchan_error {
+	SHMCHAN_EBASE = 2000,
+	SHMCHAN_EBADMAGIC = 2001, /* the object is not a shmchan channel */
+	SHMCHAN_EVERSION = 2002,  /* incompatible layout version */
+	SHMCHAN_ECORRUPT = 2003,  /* a shared field holds an impossible value; the handle is poisoned */
+	SHMCHAN_EPEERDEAD = 2004, /* the peer died while attached (its liveness lock is gone) */
+	SHMCHAN_ENOTINIT = 2005,  /* the creator has not finished (or died during) initialisation */
+	SHMCHAN_EENDED = 2006,    /* the writer closed and every message was received */
+	SHMCHAN_EPINNED = 2007,   /* every slot is held by this reader's unreleased messages */
+};
+
+enum shmchan_msync_policy {
+	SHMCHAN_MSYNC_NONE = 0,     /* never msync (the only sensible choice for /dev/shm) */
+	SHMCHAN_MSYNC_ASYNC = 1,    /* msync(MS_ASYNC) of the slot after each commit */
+	SHMCHAN_MSYNC_SYNC = 2,     /* msync(MS_SYNC) of the slot after each commit */
+	SHMCHAN_MSYNC_EXPLICIT = 3, /* only when shmchan_flush() is called */
+};
+
+struct shmchan_config {
+	uint64_t slot_size;    /* bytes per message, 1 .. 2^40 */
+	uint32_t capacity;     /* number of slots, a power of two, 1 .. 2^24 */
+	uint32_t slot_align;   /* slot alignment, a power of two 8 .. 2 MiB; 0 = the page size */
+	uint32_t mode;         /* permission bits of the object; 0 = 0600 */
+	uint32_t msync_policy; /* enum shmchan_msync_policy; only meaningful for file-backed channels */
+};
+
+/* Diagnostics: a human sentence explaining the last failure of the call that was given it. */
+struct shmchan_diag {
+	char message[256];
+};
+
+struct shmchan_info {
+	uint16_t version_major, version_minor;
+	uint32_t capacity;
+	uint64_t slot_size;
+	uint64_t slot_stride;
+	uint32_t slot_align;
+	uint32_t msync_policy;
+	uint64_t data_offset;
+	uint64_t total_size;
+	uint64_t created_ns; /* CLOCK_REALTIME at creation */
+	uint32_t creator_pid;
+	int32_t is_creator;
+};
+
+struct shmchan_stats {
+	uint64_t head, tail;                            /* positions (messages committed / released) */
+	uint64_t messages_written, bytes_written;       /* committed by writers */
+	uint64_t full_waits, aborts;                    /* reserve found the ring full; aborted reservations */
+	uint64_t messages_read, bytes_read;             /* released by readers */
+	uint64_t empty_waits;                           /* peek found the ring empty */
+	uint32_t writer_state, reader_state;            /* SHMCHAN_PEER_* values: 0 none, 1 attached, 2 closed */
+	uint32_t writer_pid, reader_pid;                /* last attached pids (0 when none) */
+	int32_t writer_alive, reader_alive;             /* liveness lock held right now */
+};
+
+/* A received message: valid until shmchan_release(pos). */
+struct shmchan_msg {
+	uint64_t pos;   /* position in the stream: 0, 1, 2, ... */
+	uint64_t len;   /* payload length in bytes */
+	uint32_t slot;  /* slot index */
+	uint32_t _pad;
+	void *data;     /* payload, read-only for the reader */
+};
+
+typedef struct shmchan_channel shmchan_channel;
+typedef struct shmchan_writer shmchan_writer;
+typedef struct shmchan_reader shmchan_reader;
+
+/* ---- names, sizes and errors ---- */
+
+/* 0 if `name` is a valid channel name: 1-247 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
+int shmchan_validate_name(const char *name);
+/* Computes the segment size for a geometry, checking every limit and overflow. */
+int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size);
+const char *shmchan_strerror(int err);
+/* Versions stamped into this build. */
+const char *shmchan_version(void);
+int shmchan_layout_major(void);
+int shmchan_layout_minor(void);
+
+/* ---- segments ---- */
+
+/* Creates the channel `name` (the object /dev/shm/shmchan.<name>); -EEXIST if it exists. */
+int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
+		   struct shmchan_diag *diag);
+/* Opens an existing channel, waiting up to timeout_ns for a creator still initialising it. */
+int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+/* The same for a channel kept in a regular file (persistent; msync policies apply). */
+int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
+			struct shmchan_diag *diag);
+int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+/* Detaches any writer/reader of this handle, unmaps and closes. Never unlinks. NULL is a no-op. */
+void shmchan_close(shmchan_channel *ch);
+/* Removes the name (or file) of this channel; mappings stay valid until closed. */
+int shmchan_channel_unlink(shmchan_channel *ch);
+int shmchan_unlink(const char *name);
+int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out);
+int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
+/* msync of the whole segment (MS_SYNC); for file-backed channels. */
+int shmchan_flush(shmchan_channel *ch);
+/* Base address of the mapping and the address of slot i (for bindings that wrap slots once). */
+void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
+/* A sentence about the last corruption this handle detected ("" when none). */
+const char *shmchan_channel_diag(const shmchan_channel *ch);
+
+/* ---- writer ---- */
+
+int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
+/* Marks the writer closed (readers then see the end of the stream) and releases its lock. */
+void shmchan_writer_close(shmchan_writer *w);
+/* How long a blocked reserve spins before it sleeps (default 50 us). */
+void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
+/* Reserves the next slot for a message of nbytes (<= slot_size); waits while the ring is full. */
+int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
+/* Publishes the reserved slot with length nbytes (<= the reserved size). */
+int shmchan_commit(shmchan_writer *w, uint64_t nbytes);
+/* Drops the reservation; readers never see it. */
+int shmchan_abort(shmchan_writer *w);
+/* reserve + copy + commit. */
+int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t timeout_ns);
+
+/* ---- reader ---- */
+
+int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
+void shmchan_reader_close(shmchan_reader *r);
+void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
+/* Takes the next message without releasing it. */
+int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg);
+/* Takes up to max messages: waits for the first, returns how many (>= 1) are in msgs. */
+int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
+/* Releases a message taken by peek (any order; slots go back to the writer in stream order). */
+int shmchan_release(shmchan_reader *r, uint64_t pos);
+/* peek + copy into buf (up to cap bytes; -EMSGSIZE, message kept, if it does not fit) + release. */
+int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns);
+/* Messages taken by peek and not yet released. */
+uint64_t shmchan_reader_outstanding(const shmchan_reader *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/* Private state of channel, writer and reader handles, and the helpers the .c files share. */
+#ifndef SHMCHAN_INTERNAL_H
+#define SHMCHAN_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomic.h"
+#include "layout.h"
+#include "shmchan.h"
+
+#define SHMCHAN_DEFAULT_SPIN_NS 50000 /* 50 us: about one futex round trip on a VM */
+#define SHMCHAN_SLICE_NS 100000000    /* 100 ms: how often a sleeper checks that its peer lives */
+
+/* Geometry read once from the header, validated, and then the only copy this process trusts. */
+struct shmchan_geom {
+	uint64_t slot_size;
+	uint64_t slot_stride;
+	uint64_t lens_offset;
+	uint64_t data_offset;
+	uint64_t total_size;
+	uint64_t created_ns;
+	uint32_t capacity;
+	uint32_t mask;
+	uint32_t slot_align;
+	uint32_t flags;
+	uint32_t creator_pid;
+	uint16_t version_major, version_minor;
+};
+
+struct shmchan_channel {
+	int fd;
+	int is_creator;
+	int is_file;
+	int poisoned;
+	char *name; /* shm object name ("/shmchan.x") or file path */
+	uint8_t *base;
+	struct shmchan_header *hdr;
+	_Atomic uint64_t *lens;
+	uint8_t *data;
+	struct shmchan_geom g;
+	shmchan_writer *writer; /* this handle's writer, if attached */
+	shmchan_reader *reader;
+	char diag[256];
+};
+
+struct shmchan_writer {
+	shmchan_channel *ch;
+	uint64_t head;        /* private truth: the writer owns head */
+	uint64_t cached_tail; /* last tail seen; refreshed only when the ring looks full */
+	uint64_t reserved;    /* bytes of the open reservation, or UINT64_MAX when none */
+	uint64_t messages, bytes, full, aborts;
+	uint32_t wake_seq; /* private copy of head_wake */
+	int64_t spin_ns;
+};
+
+struct shmchan_reader {
+	shmchan_channel *ch;
+	uint64_t tail;        /* private truth: the reader owns tail */
+	uint64_t read_pos;    /* next position to peek; tail <= read_pos <= head */
+	uint64_t cached_head; /* last head seen; refreshed only when the ring looks empty */
+	uint8_t *released;    /* per slot: peeked and released, waiting for earlier ones */
+	uint64_t messages, bytes, empty;
+	uint32_t wake_seq; /* private copy of tail_wake */
+	int64_t spin_ns;
+};
+
+/* diag.c-style helper (error.c) */
+void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int shmchan_poison(shmchan_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* validate.c */
+int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shmchan_geom *g);
+int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, uint64_t page,
+			    struct shmchan_geom *g, struct shmchan_diag *diag);
+
+/* wait.c */
+int64_t shmchan_now_ns(void);
+int shmchan_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
+void shmchan_futex_wake(_Atomic uint32_t *word);
+
+/* liveness.c */
+int shmchan_lock_byte(int fd, int offset, int exclusive);
+void shmchan_unlock_byte(int fd, int offset);
+int shmchan_byte_locked(int fd, int offset);
+int shmchan_peer_alive(const shmchan_channel *ch, int writer_side);
+
+#endif

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: MIT */
+/* Liveness through open-file-description locks: the kernel drops them when their holder dies. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void lock_spec(struct flock *fl, short type, int offset)
+{
+	memset(fl, 0, sizeof(*fl));
+	fl->l_type = type;
+	fl->l_whence = SEEK_SET;
+	fl->l_start = offset;
+	fl->l_len = 1;
+}
+
+/* Takes a lock on one byte without waiting: 0, -EBUSY when another holder conflicts, or -errno. */
+int shmchan_lock_byte(int fd, int offset, int exclusive)
+{
+	struct flock fl;
+
+	lock_spec(&fl, exclusive ? F_WRLCK : F_RDLCK, offset);
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES)
+		return -EBUSY;
+	return -errno;
+}
+
+void shmchan_unlock_byte(int fd, int offset)
+{
+	struct flock fl;
+
+	lock_spec(&fl, F_UNLCK, offset);
+	(void)fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* 1 when some other open file description holds any lock on the byte, 0 when none, or -errno. */
+int shmchan_byte_locked(int fd, int offset)
+{
+	struct flock fl;
+
+	lock_spec(&fl, F_WRLCK, offset);
+	if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
+		return -errno;
+	return fl.l_type != F_UNLCK;
+}
+
+/*
+ * Whether the peer on one side is alive: 1 alive (or never attached, or closed cleanly: nothing to
+ * mourn), 0 attached and dead. A peer marks itself ATTACHED only after it holds its lock byte and
+ * marks itself CLOSED before it drops it, so "ATTACHED, same generation before and after, and no
+ * lock" can only mean it died.
+ */
+int shmchan_peer_alive(const shmchan_channel *ch, int writer_side)
+{
+	const struct shmchan_header *h = ch->hdr;
+	const _Atomic uint32_t *state = writer_side ? &h->writer_state : &h->reader_state;
+	const _Atomic uint64_t *gen = writer_side ? &h->writer_gen : &h->reader_gen;
+	uint32_t s1, s2;
+	uint64_t g1, g2;
+	int locked;
+
+	if (writer_side ? ch->writer != NULL : ch->reader != NULL)
+		return 1; /* this handle is that peer: our own lock does not show in F_OFD_GETLK */
+	/* (L1) acquire: pairs with (L0) in ring.c, the state store made after taking the lock */
+	s1 = shmchan_load_acquire32(state);
+	g1 = shmchan_read_once64(gen);
+	if (s1 != SHMCHAN_PEER_ATTACHED)
+		return 1;
+	locked = shmchan_byte_locked(ch->fd, writer_side ? SHMCHAN_LOCK_WRITER : SHMCHAN_LOCK_READER);
+	if (locked != 0)
+		return 1; /* held, or we cannot tell: never declare a live peer dead */
+	/* (L2) acquire: a peer that attached or closed meanwhile has changed state or generation */
+	s2 = shmchan_load_acquire32(state);
+	g2 = shmchan_read_once64(gen);
+	return !(s2 == SHMCHAN_PEER_ATTACHED && g1 == g2);
+}

@@ -1,0 +1,526 @@
+/* SPDX-License-Identifier: MIT */
+/* The single-producer single-consumer ring: reserve/commit/abort, peek/release, and waiting. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/*
+ * Barriers (docs/protocol.md has the same table):
+ *   (A) writer: store of lens[slot], ordered before (B)
+ *   (B) writer release of head            pairs with (C) reader acquire of head
+ *   (D) reader release of tail            pairs with (E) writer acquire of tail
+ *   (F) release of a *_wake event count   pairs with (G) the sleeper's acquire of it
+ *   (W) commit/release full fence         pairs with (R) the sleeper's full fence (flag, then re-check)
+ *   (L0) release of writer/reader_state   pairs with (L1)/(L2) in liveness.c
+ */
+
+#define NO_RESERVATION UINT64_MAX
+
+/* ---- waiting ---- */
+
+struct waiter {
+	shmchan_channel *ch;
+	const _Atomic uint64_t *watched; /* head (reader) or tail (writer) */
+	uint64_t stale;                  /* the value meaning "not yet": read_pos, or head - capacity */
+	_Atomic uint32_t *wake_word;     /* the peer's event count */
+	_Atomic uint32_t *my_flag;       /* reader_waiting or writer_waiting */
+	int peer_is_writer;
+	int64_t spin_ns;
+};
+
+/*
+ * Waits until *watched differs from stale. Spins for spin_ns first (a futex wake-up costs tens of
+ * microseconds on a VM), then sleeps on the peer's event count in slices, checking after each
+ * slice that the peer is still alive. Returns 0 and the new value in *seen, or -EAGAIN (timeout
+ * 0), -ETIMEDOUT, -EINTR, -SHMCHAN_EPEERDEAD, -SHMCHAN_EENDED (reader: writer closed).
+ */
+static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *seen)
+{
+	struct shmchan_header *h = wt->ch->hdr;
+	const int64_t start = timeout_ns == 0 ? 0 : shmchan_now_ns();
+	const int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+	int checked_alive = 0;
+	uint64_t v;
+	uint32_t seq;
+	int rc, i;
+
+	if (timeout_ns != 0 && wt->spin_ns > 0) {
+		const int64_t spin_end = start + wt->spin_ns < deadline ? start + wt->spin_ns : deadline;
+		do {
+			for (i = 0; i < 32; i++) {
+				/* (C)/(E) acquire: see the peer's slot work; pairs with (B)/(D) */
+				v = shmchan_load_acquire64(wt->watched);
+				if (v != wt->stale) {
+					*seen = v;
+					return 0;
+				}
+				shmchan_cpu_relax();
+			}
+		} while (shmchan_now_ns() < spin_end);
+	}
+
+	for (;;) {
+		shmchan_write_once32(wt->my_flag, 1);
+		/* (R) full fence: flag store before the re-check below; pairs with (W) in commit/release */
+		shmchan_fence_seq_cst();
+		/* (G) acquire: a new event count implies the new position; pairs with (F) */
+		seq = shmchan_load_acquire32(wt->wake_word);
+		/* (C)/(E) acquire: pairs with (B)/(D) */
+		v = shmchan_load_acquire64(wt->watched);
+		if (v != wt->stale) {
+			*seen = v;
+			rc = 0;
+			break;
+		}
+		/* (L1) acquire: a writer that closed has published everything it will; pairs with (L0) */
+		if (wt->peer_is_writer && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
+			rc = -SHMCHAN_EENDED;
+			break;
+		}
+		if (!checked_alive) {
+			if (!shmchan_peer_alive(wt->ch, wt->peer_is_writer)) {
+				rc = -SHMCHAN_EPEERDEAD;
+				break;
+			}
+			checked_alive = 1;
+		}
+		{
+			int64_t now = timeout_ns == 0 ? 0 : shmchan_now_ns();
+			int64_t left = deadline - now;
+			if (timeout_ns == 0 || left <= 0) {
+				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
+				break;
+			}
+			rc = shmchan_futex_wait(wt->wake_word, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
+		}
+		if (rc == -EINTR)
+			break;
+		if (rc == -ETIMEDOUT)
+			checked_alive = 0; /* a slice passed: look at the peer again */
+		else if (rc != 0)
+			break;
+	}
+	shmchan_write_once32(wt->my_flag, 0);
+	return rc;
+}
+
+/* Bumps an event count and wakes the peer if it said it sleeps. */
+static void notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag)
+{
+	*seq += 1;
+	/* (F) release: the position store before it is visible to whoever sees the new count; pairs with (G) */
+	shmchan_store_release32(wake_word, *seq);
+	/* (W) full fence: position and count stores before reading the flag; pairs with (R) */
+	shmchan_fence_seq_cst();
+	if (shmchan_read_once32(peer_flag))
+		shmchan_futex_wake(wake_word);
+}
+
+static void set_state(_Atomic uint32_t *state, uint32_t v)
+{
+	/* (L0) release: pid and generation before the state; pairs with (L1)/(L2) in liveness.c */
+	shmchan_store_release32(state, v);
+}
+
+/* ---- writer ---- */
+
+int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
+{
+	struct shmchan_header *h;
+	shmchan_writer *w;
+	uint64_t head, tail;
+	int rc;
+
+	if (!ch || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	if (ch->writer)
+		return -EBUSY;
+	rc = shmchan_lock_byte(ch->fd, SHMCHAN_LOCK_WRITER, 1);
+	if (rc)
+		return rc;
+	h = ch->hdr;
+	/* We hold the writer lock, so nobody else moves head; a dead predecessor may have left it. */
+	head = shmchan_read_once64(&h->head);
+	/* (E) acquire: pairs with (D) */
+	tail = shmchan_load_acquire64(&h->tail);
+	if (head - tail > ch->g.capacity) {
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
+		return shmchan_poison(ch, "corrupt positions at writer attach: head %llu, tail %llu, capacity %u",
+				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
+		return -ENOMEM;
+	}
+	w->ch = ch;
+	w->head = head;
+	w->cached_tail = tail;
+	w->reserved = NO_RESERVATION;
+	w->messages = shmchan_read_once64(&h->w_messages);
+	w->bytes = shmchan_read_once64(&h->w_bytes);
+	w->full = shmchan_read_once64(&h->w_full);
+	w->aborts = shmchan_read_once64(&h->w_aborts);
+	w->wake_seq = shmchan_read_once32(&h->head_wake);
+	w->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
+	shmchan_write_once32(&h->writer_waiting, 0);
+	shmchan_write_once64(&h->writer_gen, shmchan_read_once64(&h->writer_gen) + 1);
+	shmchan_write_once32(&h->writer_pid, (uint32_t)getpid());
+	set_state(&h->writer_state, SHMCHAN_PEER_ATTACHED);
+	ch->writer = w;
+	*out = w;
+	return 0;
+}
+
+void shmchan_writer_close(shmchan_writer *w)
+{
+	struct shmchan_header *h;
+
+	if (!w)
+		return;
+	h = w->ch->hdr;
+	if (w->reserved != NO_RESERVATION)
+		shmchan_abort(w);
+	set_state(&h->writer_state, SHMCHAN_PEER_CLOSED);
+	/* wake a reader asleep on an empty ring: it must learn that the stream ended */
+	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
+	shmchan_unlock_byte(w->ch->fd, SHMCHAN_LOCK_WRITER);
+	w->ch->writer = NULL;
+	free(w);
+}
+
+void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns)
+{
+	if (w)
+		w->spin_ns = spin_ns;
+}
+
+int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
+{
+	shmchan_channel *ch;
+	struct shmchan_header *h;
+	uint64_t tail;
+	uint32_t s;
+	int rc;
+
+	if (!w || !data)
+		return -EINVAL;
+	ch = w->ch;
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	if (w->reserved != NO_RESERVATION)
+		return -EALREADY;
+	if (nbytes > ch->g.slot_size)
+		return -EMSGSIZE;
+	h = ch->hdr;
+	if (w->head - w->cached_tail >= ch->g.capacity) {
+		/* (E) acquire: the reader is done with the slot before we overwrite it; pairs with (D) */
+		tail = shmchan_load_acquire64(&h->tail);
+		if (w->head - tail >= ch->g.capacity) {
+			struct waiter wt = {ch, &h->tail, w->head - ch->g.capacity, &h->tail_wake, &h->writer_waiting, 0,
+					    w->spin_ns};
+			shmchan_write_once64(&h->w_full, ++w->full);
+			rc = wait_change(&wt, timeout_ns, &tail);
+			if (rc)
+				return rc;
+		}
+		/* tail is the reader's: check it before trusting it */
+		if (w->head - tail > ch->g.capacity)
+			return shmchan_poison(ch, "corrupt tail %llu for head %llu (capacity %u)",
+					      (unsigned long long)tail, (unsigned long long)w->head, ch->g.capacity);
+		w->cached_tail = tail;
+	}
+	s = (uint32_t)(w->head & ch->g.mask);
+	w->reserved = nbytes;
+	*data = ch->data + (uint64_t)s * ch->g.slot_stride;
+	if (slot)
+		*slot = s;
+	return 0;
+}
+
+static void sync_range(shmchan_channel *ch, uint8_t *start, uint64_t len, int flags)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)start & ~(page - 1);
+
+	(void)msync((void *)a, (size_t)((uintptr_t)start + len - a), flags);
+	(void)ch;
+}
+
+int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
+{
+	shmchan_channel *ch;
+	struct shmchan_header *h;
+	uint32_t s, policy;
+
+	if (!w)
+		return -EINVAL;
+	if (w->reserved == NO_RESERVATION)
+		return -ENOENT;
+	if (nbytes > w->reserved)
+		return -EMSGSIZE;
+	ch = w->ch;
+	h = ch->hdr;
+	s = (uint32_t)(w->head & ch->g.mask);
+	/* (A) the length; ordered before head by (B) */
+	shmchan_write_once64(&ch->lens[s], nbytes);
+	w->head += 1;
+	w->reserved = NO_RESERVATION;
+	policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
+	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
+		sync_range(ch, ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
+			   policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+	/* (B) release: payload and length before head; pairs with (C) */
+	shmchan_store_release64(&h->head, w->head);
+	shmchan_write_once64(&h->w_messages, ++w->messages);
+	w->bytes += nbytes;
+	shmchan_write_once64(&h->w_bytes, w->bytes);
+	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
+	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
+		sync_range(ch, ch->base, SHMCHAN_CONTROL_SIZE, policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+	return 0;
+}
+
+int shmchan_abort(shmchan_writer *w)
+{
+	if (!w)
+		return -EINVAL;
+	if (w->reserved == NO_RESERVATION)
+		return -ENOENT;
+	w->reserved = NO_RESERVATION;
+	shmchan_write_once64(&w->ch->hdr->w_aborts, ++w->aborts);
+	return 0;
+}
+
+int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t timeout_ns)
+{
+	void *dst;
+	int rc;
+
+	if (!data && nbytes)
+		return -EINVAL;
+	rc = shmchan_reserve(w, nbytes, timeout_ns, &dst, NULL);
+	if (rc)
+		return rc;
+	if (nbytes)
+		memcpy(dst, data, (size_t)nbytes);
+	return shmchan_commit(w, nbytes);
+}
+
+/* ---- reader ---- */
+
+int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
+{
+	struct shmchan_header *h;
+	shmchan_reader *r;
+	uint64_t head, tail;
+	int rc;
+
+	if (!ch || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	if (ch->reader)
+		return -EBUSY;
+	rc = shmchan_lock_byte(ch->fd, SHMCHAN_LOCK_READER, 1);
+	if (rc)
+		return rc;
+	h = ch->hdr;
+	tail = shmchan_read_once64(&h->tail);
+	/* (C) acquire: pairs with (B) */
+	head = shmchan_load_acquire64(&h->head);
+	if (head - tail > ch->g.capacity) {
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_READER);
+		return shmchan_poison(ch, "corrupt positions at reader attach: head %llu, tail %llu, capacity %u",
+				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
+	}
+	r = calloc(1, sizeof(*r));
+	if (r)
+		r->released = calloc(ch->g.capacity, 1);
+	if (!r || !r->released) {
+		free(r);
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_READER);
+		return -ENOMEM;
+	}
+	r->ch = ch;
+	r->tail = r->read_pos = tail;
+	r->cached_head = head;
+	r->messages = shmchan_read_once64(&h->r_messages);
+	r->bytes = shmchan_read_once64(&h->r_bytes);
+	r->empty = shmchan_read_once64(&h->r_empty);
+	r->wake_seq = shmchan_read_once32(&h->tail_wake);
+	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
+	shmchan_write_once32(&h->reader_waiting, 0);
+	shmchan_write_once64(&h->reader_gen, shmchan_read_once64(&h->reader_gen) + 1);
+	shmchan_write_once32(&h->reader_pid, (uint32_t)getpid());
+	set_state(&h->reader_state, SHMCHAN_PEER_ATTACHED);
+	ch->reader = r;
+	*out = r;
+	return 0;
+}
+
+void shmchan_reader_close(shmchan_reader *r)
+{
+	if (!r)
+		return;
+	/* Unreleased messages are not released: a new reader gets them again (at-least-once). */
+	set_state(&r->ch->hdr->reader_state, SHMCHAN_PEER_CLOSED);
+	shmchan_unlock_byte(r->ch->fd, SHMCHAN_LOCK_READER);
+	r->ch->reader = NULL;
+	free(r->released);
+	free(r);
+}
+
+void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns)
+{
+	if (r)
+		r->spin_ns = spin_ns;
+}
+
+uint64_t shmchan_reader_outstanding(const shmchan_reader *r)
+{
+	return r ? r->read_pos - r->tail : 0;
+}
+
+/* Makes sure at least one message is past read_pos, refreshing (and checking) head if needed. */
+static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
+{
+	shmchan_channel *ch = r->ch;
+	struct shmchan_header *h = ch->hdr;
+	uint64_t head;
+	int rc;
+
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	if (r->read_pos != r->cached_head)
+		return 0;
+	/* (C) acquire: payloads and lengths up to head are complete; pairs with (B) */
+	head = shmchan_load_acquire64(&h->head);
+	if (head == r->read_pos) {
+		if (r->read_pos - r->tail == ch->g.capacity)
+			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
+		struct waiter wt = {ch, &h->head, r->read_pos, &h->head_wake, &h->reader_waiting, 1, r->spin_ns};
+		shmchan_write_once64(&h->r_empty, ++r->empty);
+		rc = wait_change(&wt, timeout_ns, &head);
+		if (rc)
+			return rc;
+	}
+	/* head is the writer's: it must lie in (read_pos, tail + capacity] */
+	if (head - r->tail > ch->g.capacity || head - r->tail < r->read_pos - r->tail || head == r->read_pos)
+		return shmchan_poison(ch, "corrupt head %llu for tail %llu, read position %llu (capacity %u)",
+				      (unsigned long long)head, (unsigned long long)r->tail,
+				      (unsigned long long)r->read_pos, ch->g.capacity);
+	r->cached_head = head;
+	return 0;
+}
+
+/* Takes the message at read_pos (known to be available) into *msg. */
+static int take(shmchan_reader *r, struct shmchan_msg *msg)
+{
+	shmchan_channel *ch = r->ch;
+	uint32_t s = (uint32_t)(r->read_pos & ch->g.mask);
+	/* the length is the writer's: read it once, check it, use only the local */
+	uint64_t len = shmchan_read_once64(&ch->lens[s]);
+
+	if (len > ch->g.slot_size)
+		return shmchan_poison(ch, "corrupt length %llu in slot %u (slot size %llu)", (unsigned long long)len, s,
+				      (unsigned long long)ch->g.slot_size);
+	msg->pos = r->read_pos;
+	msg->len = len;
+	msg->slot = s;
+	msg->_pad = 0;
+	msg->data = ch->data + (uint64_t)s * ch->g.slot_stride;
+	r->read_pos += 1;
+	r->bytes += len;
+	return 0;
+}
+
+int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
+{
+	int rc;
+
+	if (!r || !msg)
+		return -EINVAL;
+	rc = ensure_available(r, timeout_ns);
+	if (rc)
+		return rc;
+	return take(r, msg);
+}
+
+int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
+{
+	uint32_t n = 0;
+	int rc;
+
+	if (!r || !msgs || max == 0 || max > INT32_MAX)
+		return -EINVAL;
+	rc = ensure_available(r, timeout_ns);
+	if (rc)
+		return rc;
+	while (n < max && r->read_pos != r->cached_head) {
+		rc = take(r, &msgs[n]);
+		if (rc)
+			return rc;
+		n++;
+	}
+	return (int)n;
+}
+
+int shmchan_release(shmchan_reader *r, uint64_t pos)
+{
+	shmchan_channel *ch;
+	struct shmchan_header *h;
+	uint64_t n = 0;
+
+	if (!r)
+		return -EINVAL;
+	ch = r->ch;
+	if (pos < r->tail || pos >= r->read_pos || r->released[pos & ch->g.mask])
+		return -EINVAL; /* not an outstanding message */
+	r->released[pos & ch->g.mask] = 1;
+	while (r->tail != r->read_pos && r->released[r->tail & ch->g.mask]) {
+		r->released[r->tail & ch->g.mask] = 0;
+		r->tail += 1;
+		n++;
+	}
+	if (n == 0)
+		return 0; /* an earlier message is still held: this one goes back with it */
+	h = ch->hdr;
+	r->messages += n;
+	/* (D) release: our reads of the slots before the writer may reuse them; pairs with (E) */
+	shmchan_store_release64(&h->tail, r->tail);
+	shmchan_write_once64(&h->r_messages, r->messages);
+	shmchan_write_once64(&h->r_bytes, r->bytes);
+	notify(&h->tail_wake, &r->wake_seq, &h->writer_waiting);
+	return 0;
+}
+
+int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns)
+{
+	struct shmchan_msg m;
+	int rc;
+
+	if (!r || (!buf && cap) || !len)
+		return -EINVAL;
+	rc = shmchan_peek(r, timeout_ns, &m);
+	if (rc)
+		return rc;
+	*len = m.len;
+	if (m.len > cap) {
+		/* give it back untouched: the caller may retry with a larger buffer */
+		r->read_pos -= 1;
+		r->bytes -= m.len;
+		return -EMSGSIZE;
+	}
+	if (m.len)
+		memcpy(buf, m.data, (size_t)m.len);
+	return shmchan_release(r, m.pos);
+}

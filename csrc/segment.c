@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT */
+/* Segments: create, open, map, close and unlink a channel's shared memory object or file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SHM_PREFIX "/shmchan."
+
+static uint64_t page_size(void)
+{
+	long p = sysconf(_SC_PAGESIZE);
+
+	return p > 0 ? (uint64_t)p : 4096;
+}
+
+static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
+{
+	int rc = shmchan_validate_name(name);
+
+	if (rc) {
+		shmchan_diagf(diag, "invalid channel name: use 1-247 of A-Z a-z 0-9 _ . -, not starting with . or -");
+		return rc;
+	}
+	*out = malloc(sizeof(SHM_PREFIX) + strlen(name));
+	if (!*out)
+		return -ENOMEM;
+	strcpy(*out, SHM_PREFIX);
+	strcat(*out, name);
+	return 0;
+}
+
+static void remove_name(const char *name, int is_file)
+{
+	if (is_file)
+		(void)unlink(name);
+	else
+		(void)shm_unlink(name);
+}
+
+static int new_channel(int fd, char *name, int is_file, int is_creator, uint8_t *base,
+		       const struct shmchan_geom *g, shmchan_channel **out)
+{
+	shmchan_channel *ch = calloc(1, sizeof(*ch));
+
+	if (!ch)
+		return -ENOMEM;
+	ch->fd = fd;
+	ch->name = name;
+	ch->is_file = is_file;
+	ch->is_creator = is_creator;
+	ch->base = base;
+	ch->hdr = (struct shmchan_header *)(void *)base;
+	ch->lens = (_Atomic uint64_t *)(void *)(base + g->lens_offset);
+	ch->data = base + g->data_offset;
+	ch->g = *g;
+	*out = ch;
+	return 0;
+}
+
+/* Sizes, allocates, maps and initialises a freshly created (O_EXCL) object; removes it on failure. */
+static int init_segment(int fd, char *name, int is_file, const struct shmchan_geom *g, uint32_t mode,
+			shmchan_channel **out, struct shmchan_diag *diag)
+{
+	struct shmchan_header *h;
+	struct timespec now;
+	uint8_t *base = MAP_FAILED;
+	int rc;
+
+	/* umask narrowed the mode given to open; fchmod makes it exactly what was asked for */
+	if (fchmod(fd, mode ? (mode_t)mode : 0600) != 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "fchmod: %s", strerror(errno));
+		goto fail;
+	}
+	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
+	if (rc) {
+		shmchan_diagf(diag, "cannot take the attach lock: %s", strerror(-rc));
+		goto fail;
+	}
+	if (ftruncate(fd, (off_t)g->total_size) != 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "ftruncate to %llu bytes: %s", (unsigned long long)g->total_size, strerror(errno));
+		goto fail;
+	}
+	/* ftruncate reserves nothing: allocate now so a full tmpfs fails here, not as SIGBUS later */
+	rc = posix_fallocate(fd, 0, (off_t)g->total_size);
+	if (rc != 0) {
+		shmchan_diagf(diag, "cannot allocate %llu bytes: %s", (unsigned long long)g->total_size, strerror(rc));
+		rc = -rc;
+		goto fail;
+	}
+	base = mmap(NULL, (size_t)g->total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g->total_size, strerror(errno));
+		goto fail;
+	}
+
+	h = (struct shmchan_header *)(void *)base;
+	clock_gettime(CLOCK_REALTIME, &now);
+	shmchan_write_once16(&h->version_major, g->version_major);
+	shmchan_write_once16(&h->version_minor, g->version_minor);
+	shmchan_write_once32(&h->kind, SHMCHAN_KIND_SPSC);
+	shmchan_write_once32(&h->flags, g->flags);
+	shmchan_write_once32(&h->capacity, g->capacity);
+	shmchan_write_once64(&h->slot_size, g->slot_size);
+	shmchan_write_once64(&h->slot_stride, g->slot_stride);
+	shmchan_write_once32(&h->slot_align, g->slot_align);
+	shmchan_write_once32(&h->creator_pid, (uint32_t)getpid());
+	shmchan_write_once64(&h->lens_offset, g->lens_offset);
+	shmchan_write_once64(&h->data_offset, g->data_offset);
+	shmchan_write_once64(&h->total_size, g->total_size);
+	shmchan_write_once64(&h->created_ns, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+	/* (H) release: publishes every identity field before the magic; pairs with (I) in validate.c */
+	shmchan_store_release64(&h->magic, SHMCHAN_MAGIC);
+
+	{
+		struct shmchan_geom mine = *g;
+		mine.creator_pid = (uint32_t)getpid();
+		mine.created_ns = shmchan_read_once64(&h->created_ns);
+		rc = new_channel(fd, name, is_file, 1, base, &mine, out);
+	}
+	if (rc)
+		goto fail;
+	return 0;
+fail:
+	if (base != MAP_FAILED)
+		munmap(base, (size_t)g->total_size);
+	remove_name(name, is_file);
+	close(fd);
+	free(name);
+	return rc;
+}
+
+static int create_common(char *name, int is_file, const struct shmchan_config *cfg, shmchan_channel **out,
+			 struct shmchan_diag *diag)
+{
+	struct shmchan_geom g;
+	int fd, rc;
+
+	rc = shmchan_geometry(cfg, page_size(), &g);
+	if (rc) {
+		shmchan_diagf(diag, rc == -EOVERFLOW ? "channel size overflows" : "invalid channel geometry");
+		free(name);
+		return rc;
+	}
+	if (is_file)
+		fd = open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	else
+		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "cannot create %s: %s", name, strerror(errno));
+		free(name);
+		return rc;
+	}
+	return init_segment(fd, name, is_file, &g, cfg->mode, out, diag);
+}
+
+int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
+		   struct shmchan_diag *diag)
+{
+	char *shm;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	rc = shm_name(name, &shm, diag);
+	if (rc)
+		return rc;
+	return create_common(shm, 0, cfg, out, diag);
+}
+
+int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
+			struct shmchan_diag *diag)
+{
+	char *p;
+
+	if (!out || !path || !*path)
+		return -EINVAL;
+	*out = NULL;
+	p = strdup(path);
+	if (!p)
+		return -ENOMEM;
+	return create_common(p, 1, cfg, out, diag);
+}
+
+/* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
+static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, shmchan_channel **out,
+			  struct shmchan_diag *diag)
+{
+	const uint64_t page = page_size();
+	const int64_t deadline = timeout_ns < 0 ? INT64_MAX : shmchan_now_ns() + timeout_ns;
+	struct shmchan_geom g;
+	struct stat st;
+	uint8_t *base;
+	int rc;
+
+	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
+	if (rc) {
+		shmchan_diagf(diag, "cannot take the attach lock: %s", strerror(-rc));
+		goto fail;
+	}
+	for (;;) {
+		if (fstat(fd, &st) != 0) {
+			rc = -errno;
+			goto fail;
+		}
+		if ((uint64_t)st.st_size >= SHMCHAN_CONTROL_SIZE) {
+			void *ctl = mmap(NULL, SHMCHAN_CONTROL_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+			if (ctl == MAP_FAILED) {
+				rc = -errno;
+				shmchan_diagf(diag, "mmap of the header: %s", strerror(errno));
+				goto fail;
+			}
+			rc = shmchan_validate_header(ctl, (uint64_t)st.st_size, page, &g, diag);
+			munmap(ctl, SHMCHAN_CONTROL_SIZE);
+			if (rc != -SHMCHAN_ENOTINIT)
+				break;
+		} else {
+			rc = -SHMCHAN_ENOTINIT;
+			shmchan_diagf(diag, "the object holds %llu bytes, less than a header",
+				      (unsigned long long)st.st_size);
+		}
+		/* Not initialised: worth waiting for only while a creator is attached and time remains. */
+		if (shmchan_byte_locked(fd, SHMCHAN_LOCK_ATTACH) != 1) {
+			size_t n = strlen(diag ? diag->message : "");
+			if (diag && n < sizeof(diag->message) - 1)
+				snprintf(diag->message + n, sizeof(diag->message) - n,
+					 "; no process holds it (its creator died during initialisation?)");
+			goto fail;
+		}
+		if (shmchan_now_ns() >= deadline)
+			goto fail;
+		usleep(1000);
+	}
+	if (rc)
+		goto fail;
+
+	base = mmap(NULL, (size_t)g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	if (base == MAP_FAILED) {
+		rc = -errno;
+		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g.total_size, strerror(errno));
+		goto fail;
+	}
+	rc = new_channel(fd, name, is_file, 0, base, &g, out);
+	if (rc) {
+		munmap(base, (size_t)g.total_size);
+		goto fail;
+	}
+	return 0;
+fail:
+	close(fd);
+	free(name);
+	return rc;
+}
+
+int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
+{
+	char *shm;
+	int fd, rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	rc = shm_name(name, &shm, diag);
+	if (rc)
+		return rc;
+	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "cannot open %s: %s", shm, strerror(errno));
+		free(shm);
+		return rc;
+	}
+	return attach_segment(fd, shm, 0, timeout_ns, out, diag);
+}
+
+int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
+{
+	char *p;
+	int fd, rc;
+
+	if (!out || !path || !*path)
+		return -EINVAL;
+	*out = NULL;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "cannot open %s: %s", path, strerror(errno));
+		return rc;
+	}
+	p = strdup(path);
+	if (!p) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return attach_segment(fd, p, 1, timeout_ns, out, diag);
+}
+
+void shmchan_close(shmchan_channel *ch)
+{
+	if (!ch)
+		return;
+	if (ch->writer)
+		shmchan_writer_close(ch->writer);
+	if (ch->reader)
+		shmchan_reader_close(ch->reader);
+	munmap(ch->base, (size_t)ch->g.total_size);
+	close(ch->fd); /* drops this handle's OFD locks */
+	free(ch->name);
+	free(ch);
+}
+
+int shmchan_channel_unlink(shmchan_channel *ch)
+{
+	int rc;
+
+	if (!ch)
+		return -EINVAL;
+	rc = ch->is_file ? unlink(ch->name) : shm_unlink(ch->name);
+	return rc == 0 ? 0 : -errno;
+}
+
+int shmchan_unlink(const char *name)
+{
+	char *shm;
+	int rc = shm_name(name, &shm, NULL);
+
+	if (rc)
+		return rc;
+	rc = shm_unlink(shm) == 0 ? 0 : -errno;
+	free(shm);
+	return rc;
+}
+
+int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out)
+{
+	if (!ch || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->version_major = ch->g.version_major;
+	out->version_minor = ch->g.version_minor;
+	out->capacity = ch->g.capacity;
+	out->slot_size = ch->g.slot_size;
+	out->slot_stride = ch->g.slot_stride;
+	out->slot_align = ch->g.slot_align;
+	out->msync_policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
+	out->data_offset = ch->g.data_offset;
+	out->total_size = ch->g.total_size;
+	out->created_ns = ch->g.created_ns;
+	out->creator_pid = ch->g.creator_pid;
+	out->is_creator = ch->is_creator;
+	return 0;
+}
+
+int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
+{
+	const struct shmchan_header *h;
+
+	if (!ch || !out)
+		return -EINVAL;
+	h = ch->hdr;
+	memset(out, 0, sizeof(*out));
+	/* A snapshot for people, not for decisions: relaxed reads, fields may be mutually stale. */
+	out->head = shmchan_read_once64(&h->head);
+	out->tail = shmchan_read_once64(&h->tail);
+	out->messages_written = shmchan_read_once64(&h->w_messages);
+	out->bytes_written = shmchan_read_once64(&h->w_bytes);
+	out->full_waits = shmchan_read_once64(&h->w_full);
+	out->aborts = shmchan_read_once64(&h->w_aborts);
+	out->messages_read = shmchan_read_once64(&h->r_messages);
+	out->bytes_read = shmchan_read_once64(&h->r_bytes);
+	out->empty_waits = shmchan_read_once64(&h->r_empty);
+	out->writer_state = shmchan_read_once32(&h->writer_state);
+	out->reader_state = shmchan_read_once32(&h->reader_state);
+	out->writer_pid = shmchan_read_once32(&h->writer_pid);
+	out->reader_pid = shmchan_read_once32(&h->reader_pid);
+	out->writer_alive = out->writer_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 1);
+	out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 0);
+	return 0;
+}
+
+int shmchan_flush(shmchan_channel *ch)
+{
+	if (!ch)
+		return -EINVAL;
+	return msync(ch->base, (size_t)ch->g.total_size, MS_SYNC) == 0 ? 0 : -errno;
+}
+
+void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot)
+{
+	if (!ch || slot >= ch->g.capacity)
+		return NULL;
+	return ch->data + (uint64_t)slot * ch->g.slot_stride;
+}

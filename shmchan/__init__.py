@@ -1,0 +1,55 @@
+"""shmchan: zero-copy shared-memory channels for Python and its native neighbours.
+
+>>> import shmchan
+>>> with shmchan.Channel.create("demo0", slot_size=64, capacity=8) as ch:
+...     w, r = ch.writer(), ch.reader()
+...     w.send(b"hello")
+...     r.recv_bytes()
+b'hello'
+"""
+
+from ._version import __version__
+from .channel import Channel, ChannelStats, Message, Reader, Slot, Writer, unlink
+from .errors import (
+    ChannelAllocationError,
+    ChannelBusyError,
+    ChannelClosedError,
+    ChannelEmptyError,
+    ChannelEndedError,
+    ChannelExistsError,
+    ChannelFullError,
+    ChannelNotFoundError,
+    ChannelPermissionError,
+    ChannelTimeoutError,
+    CorruptChannelError,
+    IncompatibleChannelError,
+    MessageReleasedError,
+    PeerDeadError,
+    ShmchanError,
+)
+
+__all__ = [
+    "Channel",
+    "ChannelAllocationError",
+    "ChannelBusyError",
+    "ChannelClosedError",
+    "ChannelEmptyError",
+    "ChannelEndedError",
+    "ChannelExistsError",
+    "ChannelFullError",
+    "ChannelNotFoundError",
+    "ChannelPermissionError",
+    "ChannelStats",
+    "ChannelTimeoutError",
+    "CorruptChannelError",
+    "IncompatibleChannelError",
+    "Message",
+    "MessageReleasedError",
+    "PeerDeadError",
+    "Reader",
+    "ShmchanError",
+    "Slot",
+    "Writer",
+    "__version__",
+    "unlink",
+]

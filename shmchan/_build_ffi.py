@@ -1,0 +1,46 @@
+"""CFFI build script (API mode): compiles the C core from csrc/ into shmchan._shmchan_cffi."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+CSRC = ROOT / "csrc"
+SOURCES = ["segment.c", "validate.c", "ring.c", "wait.c", "liveness.c", "error.c"]
+
+
+def _version() -> str:
+    ns: dict[str, str] = {}
+    exec((HERE / "_version.py").read_text(), ns)
+    return ns["__version__"]
+
+
+def _flags() -> tuple[list[str], list[str]]:
+    cflags = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    ldflags: list[str] = []
+    if os.environ.get("SHMCHAN_SANITIZE") == "1":
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        cflags += san + ["-O1"]
+        ldflags += san
+    return cflags, ldflags
+
+
+ffi = FFI()
+ffi.cdef((HERE / "_cdefs.h").read_text())
+_cflags, _ldflags = _flags()
+ffi.set_source(
+    "shmchan._shmchan_cffi",
+    '#include "shmchan.h"\n#include "layout.h"\n',
+    sources=[os.path.relpath(CSRC / s, ROOT) for s in SOURCES],
+    include_dirs=[str(CSRC / "include"), str(CSRC)],
+    define_macros=[("_GNU_SOURCE", None), ("SHMCHAN_PKG_VERSION", '"%s"' % _version())],
+    extra_compile_args=_cflags,
+    extra_link_args=_ldflags,
+)
+
+if __name__ == "__main__":
+    ffi.compile(verbose=True)

@@ -1,0 +1,129 @@
+/* CFFI declarations of csrc/include/shmchan.h and csrc/layout.h. "..." makes CFFI take sizes,
+   offsets and values from the real headers at build time, so nothing here can drift from them. */
+
+enum shmchan_error {
+	SHMCHAN_EBADMAGIC = ..., SHMCHAN_EVERSION = ..., SHMCHAN_ECORRUPT = ..., SHMCHAN_EPEERDEAD = ...,
+	SHMCHAN_ENOTINIT = ..., SHMCHAN_EENDED = ..., SHMCHAN_EPINNED = ...
+};
+enum shmchan_msync_policy {
+	SHMCHAN_MSYNC_NONE = ..., SHMCHAN_MSYNC_ASYNC = ..., SHMCHAN_MSYNC_SYNC = ..., SHMCHAN_MSYNC_EXPLICIT = ...
+};
+enum shmchan_offsets {
+	SHMCHAN_OFF_MAGIC = ..., SHMCHAN_OFF_VERSION_MAJOR = ..., SHMCHAN_OFF_VERSION_MINOR = ...,
+	SHMCHAN_OFF_KIND = ..., SHMCHAN_OFF_FLAGS = ..., SHMCHAN_OFF_CAPACITY = ..., SHMCHAN_OFF_SLOT_SIZE = ...,
+	SHMCHAN_OFF_SLOT_STRIDE = ..., SHMCHAN_OFF_SLOT_ALIGN = ..., SHMCHAN_OFF_CREATOR_PID = ...,
+	SHMCHAN_OFF_LENS_OFFSET = ..., SHMCHAN_OFF_DATA_OFFSET = ..., SHMCHAN_OFF_TOTAL_SIZE = ...,
+	SHMCHAN_OFF_CREATED_NS = ..., SHMCHAN_OFF_INFO_OFFSET = ..., SHMCHAN_OFF_INFO_SIZE = ...,
+	SHMCHAN_OFF_HEAD = ..., SHMCHAN_OFF_HEAD_WAKE = ..., SHMCHAN_OFF_W_MESSAGES = ..., SHMCHAN_OFF_W_BYTES = ...,
+	SHMCHAN_OFF_W_FULL = ..., SHMCHAN_OFF_W_ABORTS = ..., SHMCHAN_OFF_TAIL = ..., SHMCHAN_OFF_TAIL_WAKE = ...,
+	SHMCHAN_OFF_R_MESSAGES = ..., SHMCHAN_OFF_R_BYTES = ..., SHMCHAN_OFF_R_EMPTY = ...,
+	SHMCHAN_OFF_READER_WAITING = ..., SHMCHAN_OFF_WRITER_WAITING = ..., SHMCHAN_OFF_WRITER_STATE = ...,
+	SHMCHAN_OFF_WRITER_PID = ..., SHMCHAN_OFF_WRITER_GEN = ..., SHMCHAN_OFF_READER_STATE = ...,
+	SHMCHAN_OFF_READER_PID = ..., SHMCHAN_OFF_READER_GEN = ...
+};
+#define SHMCHAN_MAGIC ...
+#define SHMCHAN_CONTROL_SIZE ...
+#define SHMCHAN_LENS_OFFSET ...
+#define SHMCHAN_MAX_CAPACITY ...
+#define SHMCHAN_MAX_SLOT_SIZE ...
+#define SHMCHAN_MIN_SLOT_ALIGN ...
+#define SHMCHAN_MAX_SLOT_ALIGN ...
+#define SHMCHAN_MAX_TOTAL_SIZE ...
+#define SHMCHAN_LOCK_ATTACH ...
+#define SHMCHAN_LOCK_WRITER ...
+#define SHMCHAN_LOCK_READER ...
+
+struct shmchan_config {
+	uint64_t slot_size;
+	uint32_t capacity;
+	uint32_t slot_align;
+	uint32_t mode;
+	uint32_t msync_policy;
+	...;
+};
+struct shmchan_diag {
+	char message[256];
+};
+struct shmchan_info {
+	uint16_t version_major;
+	uint16_t version_minor;
+	uint32_t capacity;
+	uint64_t slot_size;
+	uint64_t slot_stride;
+	uint32_t slot_align;
+	uint32_t msync_policy;
+	uint64_t data_offset;
+	uint64_t total_size;
+	uint64_t created_ns;
+	uint32_t creator_pid;
+	int32_t is_creator;
+	...;
+};
+struct shmchan_stats {
+	uint64_t head;
+	uint64_t tail;
+	uint64_t messages_written;
+	uint64_t bytes_written;
+	uint64_t full_waits;
+	uint64_t aborts;
+	uint64_t messages_read;
+	uint64_t bytes_read;
+	uint64_t empty_waits;
+	uint32_t writer_state;
+	uint32_t reader_state;
+	uint32_t writer_pid;
+	uint32_t reader_pid;
+	int32_t writer_alive;
+	int32_t reader_alive;
+	...;
+};
+struct shmchan_msg {
+	uint64_t pos;
+	uint64_t len;
+	uint32_t slot;
+	void *data;
+	...;
+};
+
+typedef struct shmchan_channel shmchan_channel;
+typedef struct shmchan_writer shmchan_writer;
+typedef struct shmchan_reader shmchan_reader;
+
+int shmchan_validate_name(const char *name);
+int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size);
+const char *shmchan_strerror(int err);
+const char *shmchan_version(void);
+int shmchan_layout_major(void);
+int shmchan_layout_minor(void);
+
+int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
+		   struct shmchan_diag *diag);
+int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
+			struct shmchan_diag *diag);
+int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+void shmchan_close(shmchan_channel *ch);
+int shmchan_channel_unlink(shmchan_channel *ch);
+int shmchan_unlink(const char *name);
+int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out);
+int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
+int shmchan_flush(shmchan_channel *ch);
+void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
+const char *shmchan_channel_diag(const shmchan_channel *ch);
+
+int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
+void shmchan_writer_close(shmchan_writer *w);
+void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
+int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
+int shmchan_commit(shmchan_writer *w, uint64_t nbytes);
+int shmchan_abort(shmchan_writer *w);
+int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t timeout_ns);
+
+int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
+void shmchan_reader_close(shmchan_reader *r);
+void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
+int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg);
+int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
+int shmchan_release(shmchan_reader *r, uint64_t pos);
+int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns);
+uint64_t shmchan_reader_outstanding(const shmchan_reader *r);

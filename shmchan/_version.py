@@ -1,0 +1,3 @@
+"""The package version; stamped into the compiled extension and checked at import."""
+
+__version__ = "0.1.0"

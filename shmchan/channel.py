@@ -1,0 +1,967 @@
+"""Channels: a named ring of slots in shared memory, written and read in place.
+
+A :class:`Channel` has at most one :class:`Writer` and one :class:`Reader` at a time, in any
+processes. The writer reserves a slot, fills it through a memoryview or numpy array, and commits
+it; the reader receives it as a :class:`Message` whose views point straight into the slot. No
+payload byte is copied unless you ask for a copy (``send``, ``recv_bytes``, ``recv_into``).
+
+Views are leases. A slot goes back to the writer only when its message is released *and* no view
+made from it (memoryview, slice, numpy array) is alive any more; until then it stays pinned, so a
+view you keep never shows newer data. Closing a channel while views of it live raises
+``BufferError``.
+
+Handles are not thread-safe: use each Channel, Writer and Reader from one thread at a time. Do not
+share a handle across ``fork()``; open the channel again in the child.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import errors as E
+from ._binding import diag_text, ffi, lib, raise_for
+from ._lease import SlotBuffer
+from ._names import check_geometry, check_name
+
+__all__ = ["Channel", "ChannelStats", "Message", "Reader", "Slot", "Writer", "unlink"]
+
+_SLICE_NS = 100_000_000  # a blocking call returns to Python this often, so signals are handled
+_EAGAIN = -errno.EAGAIN
+_ETIMEDOUT = -errno.ETIMEDOUT
+_EINTR = -errno.EINTR
+_EPINNED = -lib.SHMCHAN_EPINNED
+_EPEERDEAD = -lib.SHMCHAN_EPEERDEAD
+_EMSGSIZE = -errno.EMSGSIZE
+_MSYNC = {
+    "none": lib.SHMCHAN_MSYNC_NONE,
+    "async": lib.SHMCHAN_MSYNC_ASYNC,
+    "sync": lib.SHMCHAN_MSYNC_SYNC,
+    "explicit": lib.SHMCHAN_MSYNC_EXPLICIT,
+}
+_MSYNC_NAMES = {v: k for k, v in _MSYNC.items()}
+_PEER_STATES = {0: "none", 1: "attached", 2: "closed"}
+
+DtypeLike = npt.DTypeLike
+Shape = int | tuple[int, ...]
+
+
+def _timeout_ns(timeout: float | None) -> int:
+    """Seconds (None = forever) to the C convention: -1 forever, 0 no wait, else nanoseconds."""
+    if timeout is None:
+        return -1
+    t = float(timeout)
+    if not t >= 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+    if math.isinf(t):
+        return -1
+    return int(t * 1e9)
+
+
+def _first(tns: int) -> int:
+    return tns if 0 <= tns <= _SLICE_NS else _SLICE_NS
+
+
+def _spin_ns(spin: float | None) -> int | None:
+    if spin is None:
+        return None
+    s = float(spin)
+    if not s >= 0:
+        raise ValueError(f"spin must be >= 0 seconds, got {spin!r}")
+    return 1 << 62 if math.isinf(s) else int(s * 1e9)
+
+
+def _keep_waiting(call: Callable[[int], int], rc: int, tns: int, start: int) -> int:
+    """Continue a wait whose first slice ended with ``rc`` until it succeeds, fails or times out.
+
+    Blocking calls go to C in slices of at most 100 ms: between slices Python runs its signal
+    handlers, so Ctrl-C raises ``KeyboardInterrupt`` promptly even when the wait has no timeout.
+    """
+    while rc == _ETIMEDOUT or rc == _EINTR:
+        if tns < 0:
+            left = _SLICE_NS
+        else:
+            left = tns - (time.monotonic_ns() - start)
+            if left <= 0:
+                return _ETIMEDOUT
+        rc = call(min(left, _SLICE_NS))
+    return rc
+
+
+class _Mapping:
+    """Owns the C channel handle. It is closed when this object dies, which cannot happen while
+    any slot view exists, because every SlotBuffer holds a reference to it."""
+
+    __slots__ = ("__weakref__", "_fin", "ptr")
+
+    def __init__(self, ptr: Any) -> None:
+        self.ptr = ptr
+        self._fin = weakref.finalize(self, lib.shmchan_close, ptr)
+
+    def close(self) -> None:
+        self._fin()
+
+
+def _on_collect(desc: str, mapping: _Mapping, bufs: list[dict[int, SlotBuffer]], unlink_fn: Any) -> None:
+    """A Channel was garbage-collected without close(): say so and release what can be released."""
+    warnings.warn(f"unclosed shmchan channel {desc}", ResourceWarning, stacklevel=2)
+    if unlink_fn is not None:
+        unlink_fn()
+    if not any(b.exports for d in bufs for b in d.values()):
+        mapping.close()
+
+
+def _unlinker(ptr: Any) -> Callable[[], None]:
+    def run() -> None:
+        lib.shmchan_channel_unlink(ptr)
+
+    return run
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """A snapshot of a channel's counters (taken without stopping anybody; fields may be
+    mutually a little stale)."""
+
+    capacity: int
+    head: int
+    tail: int
+    messages_written: int
+    bytes_written: int
+    full_waits: int
+    aborts: int
+    messages_read: int
+    bytes_read: int
+    empty_waits: int
+    writer_state: str
+    reader_state: str
+    writer_pid: int
+    reader_pid: int
+    writer_alive: bool
+    reader_alive: bool
+
+    @property
+    def fill(self) -> int:
+        """Messages committed and not yet released."""
+        return self.head - self.tail
+
+
+class Channel:
+    """A named shared-memory channel: ``capacity`` slots of ``slot_size`` bytes.
+
+    Make one with :meth:`create` or :meth:`open`; use it as a context manager or call
+    :meth:`close`. Only the creator removes the name: by default when it closes (``persist=False``),
+    while processes that already opened the channel keep working until they close.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_creator",
+        "_finalizer",
+        "_info",
+        "_map",
+        "_name",
+        "_path",
+        "_persist",
+        "_rbufs",
+        "_reader",
+        "_wbufs",
+        "_writer",
+    )
+
+    def __init__(self, ptr: Any, name: str | None, path: str | None, *, creator: bool, persist: bool) -> None:
+        """Internal: use :meth:`create` or :meth:`open`."""
+        self._map = _Mapping(ptr)
+        self._name = name
+        self._path = path
+        self._creator = creator
+        self._persist = persist
+        self._closed = False
+        self._writer: Writer | None = None
+        self._reader: Reader | None = None
+        self._wbufs: dict[int, SlotBuffer] = {}
+        self._rbufs: dict[int, SlotBuffer] = {}
+        info = ffi.new("struct shmchan_info *")
+        lib.shmchan_info(ptr, info)
+        self._info = {k: getattr(info, k) for k in dir(info)}
+        self._finalizer = weakref.finalize(
+            self,
+            _on_collect,
+            repr(self),
+            self._map,
+            [self._wbufs, self._rbufs],
+            _unlinker(ptr) if creator and not persist else None,
+        )
+
+    # ---- making and finding channels ----
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        *,
+        slot_size: int,
+        capacity: int,
+        path: str | os.PathLike[str] | None = None,
+        slot_align: int | None = None,
+        msync: str = "none",
+        mode: int = 0o600,
+        persist: bool | None = None,
+    ) -> Channel:
+        """Create a channel of ``capacity`` slots (a power of two) of ``slot_size`` bytes each.
+
+        Give a ``name`` for a channel in shared memory (``/dev/shm/shmchan.<name>``) or a ``path``
+        for one kept in a regular file. ``slot_align`` (default: the page size) aligns every slot;
+        ``mode`` sets the permission bits exactly, whatever the umask. ``msync`` is the flush
+        policy of file-backed channels: ``"none"``, ``"async"`` or ``"sync"`` after each commit, or
+        ``"explicit"`` (only :meth:`flush`); it means nothing for shared memory, which has no
+        backing store. ``persist`` keeps the name after the creator closes (default: only for
+        files). All memory is allocated here, so a full ``/dev/shm`` raises
+        :class:`ChannelAllocationError` now instead of crashing a process later.
+
+        Raises ``ValueError`` for a bad name or geometry (before any system call),
+        :class:`ChannelExistsError` if the name is taken.
+        """
+        where, is_file = _target(name, path)
+        size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
+        if msync not in _MSYNC:
+            raise ValueError(f"msync must be one of {sorted(_MSYNC)}, got {msync!r}")
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            raise ValueError(f"mode must be permission bits between 0 and 0o777, got {mode!r}")
+        cfg = ffi.new("struct shmchan_config *")
+        cfg.slot_size = size
+        cfg.capacity = cap
+        cfg.slot_align = align
+        cfg.mode = mode
+        cfg.msync_policy = _MSYNC[msync]
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
+        if is_file:
+            rc = lib.shmchan_create_file(os.fsencode(where), cfg, out, diag)
+        else:
+            rc = lib.shmchan_create(where.encode(), cfg, out, diag)
+        if rc:
+            detail = diag_text(diag)
+            if rc == -errno.EEXIST:
+                detail = "the name is taken (if the processes that used it died, remove it with " \
+                         "shmchan.unlink(name) or `shmchan rm NAME`)"
+            raise_for(rc, f"cannot create channel {where!r}", detail, where)
+        return cls(out[0], None if is_file else where, where if is_file else None, creator=True,
+                   persist=is_file if persist is None else bool(persist))
+
+    @classmethod
+    def open(
+        cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None, timeout: float | None = 2.0
+    ) -> Channel:
+        """Open an existing channel by ``name`` (or ``path``).
+
+        Waits up to ``timeout`` seconds for a creator that is still initialising it. Raises
+        :class:`ChannelNotFoundError`, :class:`ChannelPermissionError`,
+        :class:`IncompatibleChannelError` (not a channel, not initialised, other layout version)
+        or :class:`CorruptChannelError` (the header describes an impossible channel).
+        """
+        where, is_file = _target(name, path)
+        tns = _timeout_ns(timeout)
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
+        if is_file:
+            rc = lib.shmchan_open_file(os.fsencode(where), tns, out, diag)
+        else:
+            rc = lib.shmchan_open(where.encode(), tns, out, diag)
+        if rc:
+            raise_for(rc, f"cannot open channel {where!r}", diag_text(diag), where)
+        return cls(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
+
+    # ---- ends ----
+
+    def writer(self, *, spin: float | None = None) -> Writer:
+        """Attach this process as the channel's one writer.
+
+        ``spin`` is how long (seconds) a blocked reserve polls before it sleeps (default 50 µs;
+        ``float('inf')`` polls for the whole timeout). Raises :class:`ChannelBusyError` if a writer
+        is attached anywhere.
+        """
+        ptr = self._ptr()
+        if self._writer is not None:
+            raise E.ChannelBusyError(f"{self!r} already has a writer on this handle")
+        out = ffi.new("shmchan_writer **")
+        rc = lib.shmchan_writer_attach(ptr, out)
+        if rc:
+            raise_for(rc, f"cannot attach a writer to {self._where()!r}",
+                      "another writer is attached" if rc == -errno.EBUSY else self._diag(rc))
+        w = Writer(self, out[0], _spin_ns(spin))
+        self._writer = w
+        return w
+
+    def reader(self, *, spin: float | None = None) -> Reader:
+        """Attach this process as the channel's one reader; it starts at the oldest unreleased
+        message. ``spin`` as for :meth:`writer`. Raises :class:`ChannelBusyError` if a reader is
+        attached anywhere."""
+        ptr = self._ptr()
+        if self._reader is not None:
+            raise E.ChannelBusyError(f"{self!r} already has a reader on this handle")
+        out = ffi.new("shmchan_reader **")
+        rc = lib.shmchan_reader_attach(ptr, out)
+        if rc:
+            raise_for(rc, f"cannot attach a reader to {self._where()!r}",
+                      "another reader is attached" if rc == -errno.EBUSY else self._diag(rc))
+        r = Reader(self, out[0], _spin_ns(spin))
+        self._reader = r
+        return r
+
+    # ---- information ----
+
+    @property
+    def name(self) -> str | None:
+        """The channel's name (None for a file-backed channel)."""
+        return self._name
+
+    @property
+    def path(self) -> str | None:
+        """The file of a file-backed channel (None for shared memory)."""
+        return self._path
+
+    @property
+    def slot_size(self) -> int:
+        """Largest message, in bytes."""
+        return int(self._info["slot_size"])
+
+    @property
+    def capacity(self) -> int:
+        """Number of slots."""
+        return int(self._info["capacity"])
+
+    @property
+    def slot_stride(self) -> int:
+        """Distance between slot starts (slot_size rounded up to the alignment)."""
+        return int(self._info["slot_stride"])
+
+    @property
+    def slot_align(self) -> int:
+        """Alignment of every slot's first byte."""
+        return int(self._info["slot_align"])
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole segment in bytes."""
+        return int(self._info["total_size"])
+
+    @property
+    def msync(self) -> str:
+        """The flush policy chosen at creation."""
+        return _MSYNC_NAMES[int(self._info["msync_policy"])]
+
+    @property
+    def creator_pid(self) -> int:
+        """Process id of the creator."""
+        return int(self._info["creator_pid"])
+
+    @property
+    def created(self) -> float:
+        """Creation time, seconds since the epoch."""
+        return int(self._info["created_ns"]) / 1e9
+
+    @property
+    def layout_version(self) -> tuple[int, int]:
+        """The (major, minor) layout version in the header."""
+        return int(self._info["version_major"]), int(self._info["version_minor"])
+
+    @property
+    def is_creator(self) -> bool:
+        """Whether this handle created the channel."""
+        return bool(self._info["is_creator"])
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def stats(self) -> ChannelStats:
+        """Counters and positions, as seen now."""
+        st = ffi.new("struct shmchan_stats *")
+        lib.shmchan_stats(self._ptr(), st)
+        return ChannelStats(
+            capacity=self.capacity,
+            head=st.head,
+            tail=st.tail,
+            messages_written=st.messages_written,
+            bytes_written=st.bytes_written,
+            full_waits=st.full_waits,
+            aborts=st.aborts,
+            messages_read=st.messages_read,
+            bytes_read=st.bytes_read,
+            empty_waits=st.empty_waits,
+            writer_state=_PEER_STATES.get(st.writer_state, "invalid"),
+            reader_state=_PEER_STATES.get(st.reader_state, "invalid"),
+            writer_pid=st.writer_pid,
+            reader_pid=st.reader_pid,
+            writer_alive=bool(st.writer_alive),
+            reader_alive=bool(st.reader_alive),
+        )
+
+    def flush(self) -> None:
+        """Write the whole segment back to its file now (``msync(MS_SYNC)``); for file-backed
+        channels, a no-op in effect for shared memory."""
+        rc = lib.shmchan_flush(self._ptr())
+        if rc:
+            raise_for(rc, f"cannot flush {self._where()!r}")
+
+    # ---- lifetime ----
+
+    def close(self) -> None:
+        """Detach this handle's writer and reader, unmap and close; idempotent.
+
+        The creator also removes the name unless the channel persists. Raises ``BufferError``
+        (and changes nothing) while memoryviews or arrays of its slots are alive.
+        """
+        if self._closed:
+            return
+        live = sum(b.exports for d in (self._wbufs, self._rbufs) for b in d.values())
+        if live:
+            raise BufferError(
+                f"cannot close {self!r}: {live} view(s) of its slots are still alive (memoryviews or "
+                "numpy arrays made from .buffer/.ndarray); delete them, or copy what you need, first"
+            )
+        for d in (self._wbufs, self._rbufs):
+            for b in d.values():
+                b.invalidate()
+        if self._writer is not None:
+            self._writer._detach()
+        if self._reader is not None:
+            self._reader._detach()
+        self._closed = True
+        self._finalizer.detach()
+        if self._creator and not self._persist:
+            lib.shmchan_channel_unlink(self._map.ptr)
+        self._map.close()
+
+    def unlink(self) -> None:
+        """Remove the channel's name (or file) now. Open handles keep working until closed;
+        new :meth:`open` calls fail."""
+        rc = lib.shmchan_channel_unlink(self._ptr())
+        if rc:
+            raise_for(rc, f"cannot unlink {self._where()!r}", filename=self._where())
+        self._persist = True  # nothing left to remove at close
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.capacity}x{self.slot_size}B"
+        where = f"path={self._path!r}" if self._path else repr(self._name)
+        return f"<shmchan.Channel {where} {state}>"
+
+    # ---- internals shared with Writer and Reader ----
+
+    def _where(self) -> str:
+        return self._path or self._name or "?"
+
+    def _ptr(self) -> Any:
+        if self._closed:
+            raise E.ChannelClosedError(f"channel {self._where()!r} is closed")
+        return self._map.ptr
+
+    def _diag(self, rc: int) -> str:
+        if rc == -lib.SHMCHAN_ECORRUPT:
+            return str(ffi.string(lib.shmchan_channel_diag(self._map.ptr)).decode(errors="replace"))
+        return ""
+
+    def _slot_buffer(self, slot: int, readonly: bool) -> SlotBuffer:
+        bufs = self._rbufs if readonly else self._wbufs
+        buf = bufs.get(slot)
+        if buf is None:
+            addr = int(ffi.cast("uintptr_t", lib.shmchan_slot_address(self._map.ptr, slot)))
+            buf = bufs[slot] = SlotBuffer(self._map, addr, self.slot_size, readonly)
+        return buf
+
+
+def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, bool]:
+    if (name is None) == (path is None):
+        raise TypeError("give exactly one of name (shared memory) or path (a file)")
+    if path is not None:
+        p = os.fspath(path)
+        if not p:
+            raise ValueError("path is empty")
+        return p, True
+    return check_name(name), False
+
+
+def _ndarray(view: memoryview, shape: Shape | None, dtype: DtypeLike, offset: int) -> npt.NDArray[Any]:
+    dt = np.dtype(dtype)
+    n = len(view)
+    if offset < 0 or offset > n:
+        raise ValueError(f"offset {offset} outside a message of {n} bytes")
+    if shape is None:
+        shape = ((n - offset) // dt.itemsize,)
+    elif isinstance(shape, int):
+        shape = (shape,)
+    need = dt.itemsize * math.prod(shape)
+    if offset + need > n:
+        raise ValueError(f"an array of shape {shape} and dtype {dt} needs {need} bytes at offset {offset}; "
+                         f"the message has {n}")
+    return np.ndarray(shape, dt, buffer=view, offset=offset)
+
+
+class Slot:
+    """A reserved slot: fill it in place, then :meth:`commit` (or :meth:`abort`).
+
+    As a context manager it commits on normal exit and aborts when the block raises, so readers
+    never see a half-written message.
+    """
+
+    __slots__ = ("_buf", "_index", "_nbytes", "_open", "_writer")
+
+    def __init__(self, writer: Writer, index: int, nbytes: int, buf: SlotBuffer) -> None:
+        self._writer = writer
+        self._index = index
+        self._nbytes = nbytes
+        self._buf = buf
+        self._open = True
+
+    @property
+    def nbytes(self) -> int:
+        """Length of the message being written."""
+        return self._nbytes
+
+    @property
+    def index(self) -> int:
+        """Slot number in the ring."""
+        return self._index
+
+    @property
+    def buffer(self) -> memoryview:
+        """A writable memoryview of exactly ``nbytes`` bytes of the slot."""
+        if not self._open:
+            raise E.MessageReleasedError("this slot was already committed or aborted")
+        return self._buf.view(self._nbytes)
+
+    def ndarray(self, shape: Shape | None = None, dtype: DtypeLike = np.uint8, *, offset: int = 0) -> npt.NDArray[Any]:
+        """A writable numpy array over the slot (``shape`` None: 1-D over the whole message)."""
+        return _ndarray(self.buffer, shape, dtype, offset)
+
+    def commit(self, nbytes: int | None = None) -> None:
+        """Publish the message (optionally shortened to ``nbytes``). Do not write through this
+        slot's views afterwards: the reader may be reading them."""
+        if not self._open:
+            raise E.MessageReleasedError("this slot was already committed or aborted")
+        w = self._writer
+        n = self._nbytes if nbytes is None else nbytes
+        if not 0 <= n <= self._nbytes:
+            raise ValueError(f"commit of {n} bytes in a reservation of {self._nbytes}")
+        rc = lib.shmchan_commit(w._ptr(), n)
+        self._open = False
+        w._slot = None
+        if rc:
+            raise_for(rc, "commit failed")
+
+    def abort(self) -> None:
+        """Drop the reservation; readers never see it."""
+        if not self._open:
+            raise E.MessageReleasedError("this slot was already committed or aborted")
+        w = self._writer
+        self._open = False
+        w._slot = None
+        rc = lib.shmchan_abort(w._ptr())
+        if rc:
+            raise_for(rc, "abort failed")
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        if self._open and not self._writer.closed:
+            if t is None:
+                self.commit()
+            else:
+                self.abort()
+
+
+class Writer:
+    """The channel's one writer. Get it from :meth:`Channel.writer`."""
+
+    __slots__ = ("_ch", "_dp", "_sp", "_slot", "_slot_size", "_w")
+
+    def __init__(self, ch: Channel, ptr: Any, spin_ns: int | None) -> None:
+        self._ch = ch
+        self._w: Any = ptr
+        self._dp = ffi.new("void **")
+        self._sp = ffi.new("uint32_t *")
+        self._slot: Slot | None = None
+        self._slot_size = ch.slot_size
+        if spin_ns is not None:
+            lib.shmchan_writer_set_spin(ptr, spin_ns)
+
+    @property
+    def closed(self) -> bool:
+        """Whether this writer (or its channel) was closed."""
+        return self._w is None
+
+    def reserve(self, nbytes: int | None = None, timeout: float | None = None) -> Slot:
+        """Reserve the next slot for a message of exactly ``nbytes`` (default: the slot size).
+
+        Waits while the ring is full: ``timeout=None`` forever, ``0`` not at all
+        (:class:`ChannelFullError`), else up to that many seconds (:class:`ChannelTimeoutError`).
+        Raises :class:`PeerDeadError` if the reader died while the ring is full.
+        """
+        w = self._ptr()
+        if self._slot is not None:
+            raise E.ShmchanError("a slot is already reserved: commit or abort it first")
+        n = self._slot_size if nbytes is None else nbytes
+        if not 0 <= n <= self._slot_size:
+            raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        dp, sp = self._dp, self._sp
+        rc = lib.shmchan_reserve(w, n, _first(tns), dp, sp)
+        if rc:
+            rc = _keep_waiting(lambda t: lib.shmchan_reserve(w, n, t, dp, sp), rc, tns, start)
+            if rc:
+                self._fail(rc)
+        index = sp[0]
+        buf = self._ch._slot_buffer(index, False)
+        if buf.exports:
+            lib.shmchan_abort(w)
+            raise BufferError(
+                f"slot {index} is being reused but views of the message written in it "
+                f"{self._ch.capacity} messages ago are still alive; delete them before reserving"
+            )
+        slot = self._slot = Slot(self, index, n, buf)
+        return slot
+
+    def send(self, data: Any, timeout: float | None = None) -> None:
+        """Copy ``data`` (bytes or any contiguous buffer) into the next slot and commit it.
+        Waits like :meth:`reserve`."""
+        w = self._ptr()
+        if self._slot is not None:
+            raise E.ShmchanError("a slot is reserved: commit or abort it before send()")
+        if type(data) is not bytes:
+            data = ffi.from_buffer(data)
+        n = len(data)
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        rc = lib.shmchan_send(w, data, n, _first(tns))
+        if rc:
+            if rc == _EMSGSIZE:
+                raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
+            rc = _keep_waiting(lambda t: lib.shmchan_send(w, data, n, t), rc, tns, start)
+            if rc:
+                self._fail(rc)
+
+    def close(self) -> None:
+        """Detach: an open reservation is aborted, and a reader that drains the ring then gets
+        :class:`ChannelEndedError` (iteration stops). Idempotent."""
+        if self._w is not None:
+            self._detach()
+
+    def _detach(self) -> None:
+        if self._slot is not None:
+            self._slot._open = False
+            self._slot = None
+        lib.shmchan_writer_close(self._w)
+        self._w = None
+        self._ch._writer = None
+
+    def _ptr(self) -> Any:
+        if self._w is None:
+            raise E.ChannelClosedError("the writer is closed")
+        return self._w
+
+    def _fail(self, rc: int) -> None:
+        where = self._ch._where()
+        if rc == _EAGAIN:
+            raise E.ChannelFullError(errno.EAGAIN, f"channel {where!r} is full")
+        if rc == _ETIMEDOUT:
+            raise E.ChannelTimeoutError(f"channel {where!r} stayed full for the whole timeout")
+        if rc == _EPEERDEAD:
+            pid = self._ch.stats().reader_pid
+            raise E.PeerDeadError(f"the reader of channel {where!r} (pid {pid}) died while the ring is full")
+        raise_for(rc, f"cannot write to {where!r}", self._ch._diag(rc))
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<shmchan.Writer of {self._ch!r}{' closed' if self.closed else ''}>"
+
+
+class Message:
+    """A received message. Its views point into the slot; release it (``with`` does) when done.
+
+    A view kept after release stays valid and unchanged: the slot is only handed back to the
+    writer when the last view of it is gone. A message that is garbage-collected unreleased is
+    released then.
+    """
+
+    __slots__ = ("_len", "_pos", "_reader", "_released", "_slot")
+
+    def __init__(self, reader: Reader, pos: int, length: int, slot: int) -> None:
+        self._reader = reader
+        self._pos = pos
+        self._len = length
+        self._slot = slot
+        self._released = False
+
+    @property
+    def nbytes(self) -> int:
+        """Length of the message in bytes."""
+        return self._len
+
+    @property
+    def seq(self) -> int:
+        """Position of the message in the stream (0, 1, 2, ... since the channel was created)."""
+        return self._pos
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` was called."""
+        return self._released
+
+    @property
+    def buffer(self) -> memoryview:
+        """A read-only memoryview of the message, in place."""
+        if self._released:
+            raise E.MessageReleasedError("the message was released")
+        return self._reader._buffer(self._slot).view(self._len)
+
+    def ndarray(self, shape: Shape | None = None, dtype: DtypeLike = np.uint8, *, offset: int = 0) -> npt.NDArray[Any]:
+        """A read-only numpy array over the message (``shape`` None: 1-D over all of it)."""
+        return _ndarray(self.buffer, shape, dtype, offset)
+
+    def tobytes(self) -> bytes:
+        """A copy of the message."""
+        return bytes(self.buffer)
+
+    def release(self) -> None:
+        """Give the slot back to the writer (once no view of it is alive). Idempotent."""
+        if not self._released:
+            self._released = True
+            self._reader._release(self._pos, self._slot)
+
+    def __enter__(self) -> Message:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        if not self._released:
+            try:
+                self.release()
+            except Exception:
+                pass
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __repr__(self) -> str:
+        return f"<shmchan.Message seq={self._pos} nbytes={self._len}{' released' if self._released else ''}>"
+
+
+class Reader:
+    """The channel's one reader. Get it from :meth:`Channel.reader`.
+
+    Iterating yields messages until the writer closes and the ring is drained; each message is
+    released when the loop moves on.
+    """
+
+    __slots__ = ("_batch", "_ch", "_lenp", "_m", "_pinned", "_r")
+
+    def __init__(self, ch: Channel, ptr: Any, spin_ns: int | None) -> None:
+        self._ch = ch
+        self._r: Any = ptr
+        self._m = ffi.new("struct shmchan_msg *")
+        self._lenp = ffi.new("uint64_t *")
+        self._batch: Any = None
+        self._pinned: list[tuple[int, SlotBuffer]] = []
+        if spin_ns is not None:
+            lib.shmchan_reader_set_spin(ptr, spin_ns)
+
+    @property
+    def closed(self) -> bool:
+        """Whether this reader (or its channel) was closed."""
+        return self._r is None
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """Take the next message, in place. Waits while the ring is empty: ``timeout=None``
+        forever, ``0`` not at all (:class:`ChannelEmptyError`), else up to that many seconds
+        (:class:`ChannelTimeoutError`). Raises :class:`ChannelEndedError` when the writer closed
+        and everything was received, :class:`PeerDeadError` when the writer died."""
+        r = self._ptr()
+        if self._pinned:
+            self._sweep()
+        m = self._m
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        rc = lib.shmchan_peek(r, _first(tns), m)
+        if rc:
+            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns, start)
+        return Message(self, m.pos, m.len, m.slot)
+
+    def recv_bytes(self, timeout: float | None = None) -> bytes:
+        """Take the next message as a ``bytes`` copy (and release it). Waits like :meth:`recv`."""
+        r = self._ptr()
+        if self._pinned:
+            self._sweep()
+        m = self._m
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        rc = lib.shmchan_peek(r, _first(tns), m)
+        if rc:
+            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns, start)
+        data: bytes = ffi.buffer(m.data, m.len)[:]
+        lib.shmchan_release(r, m.pos)
+        return data
+
+    def recv_into(self, buffer: Any, timeout: float | None = None) -> int:
+        """Copy the next message into a writable ``buffer`` (and release it); return its length.
+        A message larger than the buffer raises ``ValueError`` and stays in the channel."""
+        r = self._ptr()
+        if self._pinned:
+            self._sweep()
+        dst = ffi.from_buffer(buffer, require_writable=True)
+        cap = len(dst)
+        lenp = self._lenp
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        rc = lib.shmchan_recv(r, dst, cap, lenp, _first(tns))
+        if rc:
+            if rc == _EMSGSIZE:
+                raise ValueError(f"the next message has {lenp[0]} bytes; the buffer holds {cap}")
+            self._wait(lambda t: lib.shmchan_recv(r, dst, cap, lenp, t), rc, tns, start)
+        return int(lenp[0])
+
+    def recv_batch(self, max_messages: int = 64, timeout: float | None = None) -> list[Message]:
+        """Take every available message, up to ``max_messages``; waits (like :meth:`recv`) only
+        for the first. One call into C however many messages come back."""
+        r = self._ptr()
+        if not 1 <= max_messages <= self._ch.capacity:
+            raise ValueError(f"max_messages must be between 1 and the capacity ({self._ch.capacity})")
+        if self._pinned:
+            self._sweep()
+        if self._batch is None or len(self._batch) < max_messages:
+            self._batch = ffi.new("struct shmchan_msg[]", max(max_messages, 16))
+        b = self._batch
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns() if tns > 0 else 0
+        n = lib.shmchan_peek_batch(r, b, max_messages, _first(tns))
+        if n < 0:
+            n = self._wait(lambda t: lib.shmchan_peek_batch(r, b, max_messages, t), n, tns, start)
+        return [Message(self, b[i].pos, b[i].len, b[i].slot) for i in range(n)]
+
+    def __iter__(self) -> Iterator[Message]:
+        while True:
+            try:
+                msg = self.recv()
+            except E.ChannelEndedError:
+                return
+            try:
+                yield msg
+            finally:
+                msg.release()
+
+    def close(self) -> None:
+        """Detach. Messages received but not released are delivered again to the next reader.
+        Idempotent."""
+        if self._r is not None:
+            self._detach()
+
+    @property
+    def outstanding(self) -> int:
+        """Messages received and not yet handed back to the writer (including pinned ones)."""
+        return int(lib.shmchan_reader_outstanding(self._ptr()))
+
+    # ---- internals ----
+
+    def _ptr(self) -> Any:
+        if self._r is None:
+            raise E.ChannelClosedError("the reader is closed")
+        return self._r
+
+    def _detach(self) -> None:
+        lib.shmchan_reader_close(self._r)
+        self._r = None
+        self._pinned = []
+        self._ch._reader = None
+
+    def _buffer(self, slot: int) -> SlotBuffer:
+        if self._r is None:
+            raise E.ChannelClosedError("the reader is closed")
+        return self._ch._slot_buffer(slot, True)
+
+    def _release(self, pos: int, slot: int) -> None:
+        if self._r is None:
+            return
+        buf = self._ch._rbufs.get(slot)
+        if buf is not None and buf.exports:
+            self._pinned.append((pos, buf))  # a view is alive: hand the slot back when it dies
+            return
+        lib.shmchan_release(self._r, pos)
+
+    def _sweep(self) -> None:
+        """Hand back pinned slots whose views have all died."""
+        keep = []
+        for pos, buf in self._pinned:
+            if buf.exports:
+                keep.append((pos, buf))
+            else:
+                lib.shmchan_release(self._r, pos)
+        self._pinned = keep
+
+    def _wait(self, call: Callable[[int], int], rc: int, tns: int, start: int) -> int:
+        rc = _keep_waiting(call, rc, tns, start)
+        if rc == _EPINNED:
+            self._sweep()
+            rc = _keep_waiting(call, call(_first(tns)), tns, start)
+        if rc >= 0:
+            return rc
+        where = self._ch._where()
+        if rc == _EAGAIN:
+            raise E.ChannelEmptyError(errno.EAGAIN, f"channel {where!r} is empty")
+        if rc == _ETIMEDOUT:
+            raise E.ChannelTimeoutError(f"no message on channel {where!r} for the whole timeout")
+        if rc == _EPINNED:
+            raise BufferError(
+                f"all {self._ch.capacity} slots of {where!r} hold messages this reader has not released, "
+                "or whose views (memoryviews, numpy arrays) are still alive: release messages and delete "
+                "views (or copy them) so the writer can go on"
+            )
+        if rc == _EPEERDEAD:
+            pid = self._ch.stats().writer_pid
+            raise E.PeerDeadError(f"the writer of channel {where!r} (pid {pid}) died; every message it "
+                                  "committed was received")
+        raise_for(rc, f"cannot read from {where!r}", self._ch._diag(rc))
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<shmchan.Reader of {self._ch!r}{' closed' if self.closed else ''}>"
+
+
+def unlink(name: str) -> None:
+    """Remove channel ``name`` from ``/dev/shm`` (processes that have it open keep working)."""
+    check_name(name)
+    rc = lib.shmchan_unlink(name.encode())
+    if rc:
+        raise_for(rc, f"cannot unlink channel {name!r}", filename=name)
