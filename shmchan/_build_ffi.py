@@ -24,7 +24,7 @@ def _flags() -> tuple[list[str], list[str]]:
     ldflags: list[str] = []
     if os.environ.get("SHMCHAN_SANITIZE") == "1":
         san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-        cflags += san + ["-O1"]
+        cflags += [*san, "-O1"]
         ldflags += san
     return cflags, ldflags
 
@@ -37,7 +37,7 @@ ffi.set_source(
     '#include "shmchan.h"\n#include "layout.h"\n',
     sources=[os.path.relpath(CSRC / s, ROOT) for s in SOURCES],
     include_dirs=[str(CSRC / "include"), str(CSRC)],
-    define_macros=[("_GNU_SOURCE", None), ("SHMCHAN_PKG_VERSION", '"%s"' % _version())],
+    define_macros=[("_GNU_SOURCE", None), ("SHMCHAN_PKG_VERSION", f'"{_version()}"')],
     extra_compile_args=_cflags,
     extra_link_args=_ldflags,
 )

@@ -16,6 +16,7 @@ share a handle across ``fork()``; open the channel again in the child.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -88,7 +89,7 @@ def _keep_waiting(call: Callable[[int], int], rc: int, tns: int, start: int) -> 
     Blocking calls go to C in slices of at most 100 ms: between slices Python runs its signal
     handlers, so Ctrl-C raises ``KeyboardInterrupt`` promptly even when the wait has no timeout.
     """
-    while rc == _ETIMEDOUT or rc == _EINTR:
+    while rc in (_ETIMEDOUT, _EINTR):
         if tns < 0:
             left = _SLICE_NS
         else:
@@ -548,7 +549,8 @@ class Slot:
         """A writable memoryview of exactly ``nbytes`` bytes of the slot."""
         if not self._open:
             raise E.MessageReleasedError("this slot was already committed or aborted")
-        return self._buf.view(self._nbytes)
+        view: memoryview = self._buf.view(self._nbytes)
+        return view
 
     def ndarray(self, shape: Shape | None = None, dtype: DtypeLike = np.uint8, *, offset: int = 0) -> npt.NDArray[Any]:
         """A writable numpy array over the slot (``shape`` None: 1-D over the whole message)."""
@@ -594,7 +596,7 @@ class Slot:
 class Writer:
     """The channel's one writer. Get it from :meth:`Channel.writer`."""
 
-    __slots__ = ("_ch", "_dp", "_sp", "_slot", "_slot_size", "_w")
+    __slots__ = ("_ch", "_dp", "_slot", "_slot_size", "_sp", "_w")
 
     def __init__(self, ch: Channel, ptr: Any, spin_ns: int | None) -> None:
         self._ch = ch
@@ -739,7 +741,8 @@ class Message:
         """A read-only memoryview of the message, in place."""
         if self._released:
             raise E.MessageReleasedError("the message was released")
-        return self._reader._buffer(self._slot).view(self._len)
+        view: memoryview = self._reader._buffer(self._slot).view(self._len)
+        return view
 
     def ndarray(self, shape: Shape | None = None, dtype: DtypeLike = np.uint8, *, offset: int = 0) -> npt.NDArray[Any]:
         """A read-only numpy array over the message (``shape`` None: 1-D over all of it)."""
@@ -763,10 +766,8 @@ class Message:
 
     def __del__(self) -> None:
         if not self._released:
-            try:
+            with contextlib.suppress(Exception):
                 self.release()
-            except Exception:
-                pass
 
     def __len__(self) -> int:
         return self._len
