@@ -62,6 +62,7 @@ struct shmchan_reader {
 	uint64_t read_pos;    /* next position to peek; tail <= read_pos <= head */
 	uint64_t cached_head; /* last head seen; refreshed only when the ring looks empty */
 	uint8_t *released;    /* per slot: peeked and released, waiting for earlier ones */
+	uint64_t *taken_len;  /* per slot: length of the message peeked from it */
 	uint64_t messages, bytes, empty;
 	uint32_t wake_seq; /* private copy of tail_wake */
 	int64_t spin_ns;
@@ -78,6 +79,8 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 
 /* wait.c */
 int64_t shmchan_now_ns(void);
+/* now + timeout, saturating: a negative or huge timeout gives INT64_MAX (never). */
+int64_t shmchan_deadline(int64_t now, int64_t timeout_ns);
 int shmchan_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 void shmchan_futex_wake(_Atomic uint32_t *word);
 

@@ -42,14 +42,15 @@ static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *se
 {
 	struct shmchan_header *h = wt->ch->hdr;
 	const int64_t start = timeout_ns == 0 ? 0 : shmchan_now_ns();
-	const int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+	const int64_t deadline = shmchan_deadline(start, timeout_ns);
 	int checked_alive = 0;
 	uint64_t v;
 	uint32_t seq;
 	int rc, i;
 
 	if (timeout_ns != 0 && wt->spin_ns > 0) {
-		const int64_t spin_end = start + wt->spin_ns < deadline ? start + wt->spin_ns : deadline;
+		const int64_t spin = shmchan_deadline(start, wt->spin_ns);
+		const int64_t spin_end = spin < deadline ? spin : deadline;
 		do {
 			for (i = 0; i < 32; i++) {
 				/* (C)/(E) acquire: see the peer's slot work; pairs with (B)/(D) */
@@ -343,9 +344,15 @@ int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
 				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
 	}
 	r = calloc(1, sizeof(*r));
-	if (r)
+	if (r) {
 		r->released = calloc(ch->g.capacity, 1);
-	if (!r || !r->released) {
+		r->taken_len = calloc(ch->g.capacity, sizeof(uint64_t));
+	}
+	if (!r || !r->released || !r->taken_len) {
+		if (r) {
+			free(r->released);
+			free(r->taken_len);
+		}
 		free(r);
 		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_READER);
 		return -ENOMEM;
@@ -376,6 +383,7 @@ void shmchan_reader_close(shmchan_reader *r)
 	shmchan_unlock_byte(r->ch->fd, SHMCHAN_LOCK_READER);
 	r->ch->reader = NULL;
 	free(r->released);
+	free(r->taken_len);
 	free(r);
 }
 
@@ -438,8 +446,8 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg)
 	msg->slot = s;
 	msg->_pad = 0;
 	msg->data = ch->data + (uint64_t)s * ch->g.slot_stride;
+	r->taken_len[s] = len;
 	r->read_pos += 1;
-	r->bytes += len;
 	return 0;
 }
 
@@ -483,11 +491,13 @@ int shmchan_release(shmchan_reader *r, uint64_t pos)
 	if (!r)
 		return -EINVAL;
 	ch = r->ch;
-	if (pos < r->tail || pos >= r->read_pos || r->released[pos & ch->g.mask])
-		return -EINVAL; /* not an outstanding message */
+	/* outstanding means tail <= pos < read_pos, in wrapping (free-running) arithmetic */
+	if (pos - r->tail >= r->read_pos - r->tail || r->released[pos & ch->g.mask])
+		return -EINVAL;
 	r->released[pos & ch->g.mask] = 1;
 	while (r->tail != r->read_pos && r->released[r->tail & ch->g.mask]) {
 		r->released[r->tail & ch->g.mask] = 0;
+		r->bytes += r->taken_len[r->tail & ch->g.mask];
 		r->tail += 1;
 		n++;
 	}
@@ -517,7 +527,6 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 	if (m.len > cap) {
 		/* give it back untouched: the caller may retry with a larger buffer */
 		r->read_pos -= 1;
-		r->bytes -= m.len;
 		return -EMSGSIZE;
 	}
 	if (m.len)

@@ -21,6 +21,38 @@ static uint64_t page_size(void)
 	return p > 0 ? (uint64_t)p : 4096;
 }
 
+/*
+ * Maps `size` bytes of fd at an address aligned to `align` (slots with an alignment above the page
+ * size must be aligned in memory, not just in the file): reserve size + align of address space,
+ * map the object over an aligned part of it with MAP_FIXED, and give back the rest.
+ */
+static void *shmchan_map(int fd, uint64_t size, uint64_t align, int prot, int flags)
+{
+	uint8_t *res, *at;
+	uintptr_t a;
+	size_t len = (size_t)size;
+
+	if (align <= page_size()) {
+		return mmap(NULL, len, prot, flags, fd, 0);
+	}
+	res = mmap(NULL, len + (size_t)align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		return MAP_FAILED;
+	a = ((uintptr_t)res + (uintptr_t)align - 1) & ~((uintptr_t)align - 1);
+	at = mmap((void *)a, len, prot, flags | MAP_FIXED, fd, 0);
+	if (at == MAP_FAILED) {
+		int e = errno;
+		munmap(res, len + (size_t)align);
+		errno = e;
+		return MAP_FAILED;
+	}
+	if (at > res)
+		munmap(res, (size_t)(at - res));
+	if (at + len < res + len + align)
+		munmap(at + len, (size_t)(res + len + align - (at + len)));
+	return at;
+}
+
 static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
 {
 	int rc = shmchan_validate_name(name);
@@ -74,15 +106,16 @@ static int init_segment(int fd, char *name, int is_file, const struct shmchan_ge
 	uint8_t *base = MAP_FAILED;
 	int rc;
 
+	/* First of all: openers wait for a creator only while somebody holds this lock */
+	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
+	if (rc) {
+		shmchan_diagf(diag, "cannot take the attach lock: %s", strerror(-rc));
+		goto fail;
+	}
 	/* umask narrowed the mode given to open; fchmod makes it exactly what was asked for */
 	if (fchmod(fd, mode ? (mode_t)mode : 0600) != 0) {
 		rc = -errno;
 		shmchan_diagf(diag, "fchmod: %s", strerror(errno));
-		goto fail;
-	}
-	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
-	if (rc) {
-		shmchan_diagf(diag, "cannot take the attach lock: %s", strerror(-rc));
 		goto fail;
 	}
 	if (ftruncate(fd, (off_t)g->total_size) != 0) {
@@ -97,7 +130,7 @@ static int init_segment(int fd, char *name, int is_file, const struct shmchan_ge
 		rc = -rc;
 		goto fail;
 	}
-	base = mmap(NULL, (size_t)g->total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	base = shmchan_map(fd, g->total_size, g->slot_align, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE);
 	if (base == MAP_FAILED) {
 		rc = -errno;
 		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g->total_size, strerror(errno));
@@ -194,15 +227,30 @@ int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmc
 	return create_common(p, 1, cfg, out, diag);
 }
 
+#define SHMCHAN_INIT_GRACE_NS 100000000 /* 100 ms */
+
+/* Whether the object's metadata changed (created, resized, chmod-ed) within the grace period. */
+static int recently_changed(const struct stat *st)
+{
+	struct timespec now;
+	int64_t changed, t;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	changed = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+	return t - changed < SHMCHAN_INIT_GRACE_NS;
+}
+
 /* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
 static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, shmchan_channel **out,
 			  struct shmchan_diag *diag)
 {
 	const uint64_t page = page_size();
-	const int64_t deadline = timeout_ns < 0 ? INT64_MAX : shmchan_now_ns() + timeout_ns;
+	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
 	struct shmchan_geom g;
 	struct stat st;
 	uint8_t *base;
+	int orphan_looks = 0;
 	int rc;
 
 	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
@@ -231,8 +279,16 @@ static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, s
 			shmchan_diagf(diag, "the object holds %llu bytes, less than a header",
 				      (unsigned long long)st.st_size);
 		}
-		/* Not initialised: worth waiting for only while a creator is attached and time remains. */
-		if (shmchan_byte_locked(fd, SHMCHAN_LOCK_ATTACH) != 1) {
+		/*
+		 * Not initialised. Worth waiting for while a creator may still be at work: somebody holds
+		 * the attach lock, or the object changed within the grace period (a creator takes the lock
+		 * right after creating it, but may be descheduled in between). Nobody holding it is only
+		 * believed after two looks, re-reading the header in between: the creator may have
+		 * finished and closed since we read it.
+		 */
+		if (shmchan_byte_locked(fd, SHMCHAN_LOCK_ATTACH) == 1 || recently_changed(&st)) {
+			orphan_looks = 0;
+		} else if (++orphan_looks >= 2) {
 			size_t n = strlen(diag ? diag->message : "");
 			if (diag && n < sizeof(diag->message) - 1)
 				snprintf(diag->message + n, sizeof(diag->message) - n,
@@ -246,7 +302,7 @@ static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, s
 	if (rc)
 		goto fail;
 
-	base = mmap(NULL, (size_t)g.total_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+	base = shmchan_map(fd, g.total_size, g.slot_align, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE);
 	if (base == MAP_FAILED) {
 		rc = -errno;
 		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g.total_size, strerror(errno));

@@ -16,6 +16,13 @@ int64_t shmchan_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t shmchan_deadline(int64_t now, int64_t timeout_ns)
+{
+	if (timeout_ns < 0 || timeout_ns > INT64_MAX - now)
+		return INT64_MAX;
+	return now + timeout_ns;
+}
+
 /*
  * Sleeps while *word == expected, at most timeout_ns (< 0: no limit). Returns 0 when woken or when
  * the word already differs, -ETIMEDOUT, or -EINTR when a signal arrived. Shared (not

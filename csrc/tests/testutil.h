@@ -230,6 +230,38 @@ static inline int t_wait(pid_t pid, long timeout_ms)
 	return -1;
 }
 
+/* Names of the failed cases, for the summary line (run.sh shows only the last lines of a failure). */
+static inline char *t_failed_names(void)
+{
+	static char names[1024];
+	return names;
+}
+
+static inline void t_note_failure(const char *name)
+{
+	char *s = t_failed_names();
+	size_t n = strlen(s);
+	snprintf(s + n, 1024 - n, "%s%s", n ? ", " : "", name);
+}
+
+/* Checks how a child ended: t_wait's status (exit code, 128+signal, -1 when it had to be killed). */
+#define CHECK_CHILD(pid, timeout_ms, want)                                                            \
+	do {                                                                                          \
+		int st_ = t_wait((pid), (timeout_ms));                                                \
+		if (st_ != (want)) {                                                                  \
+			fprintf(stderr, "%s:%d: child %ld ended with status %d, wanted %d\n", __FILE__, \
+				__LINE__, (long)(pid), st_, (want));                                  \
+			exit(1);                                                              \
+		}                                                                                     \
+	} while (0)
+
+/* Ends a forked peer with _exit: LeakSanitizer would report the parent's handles the child inherited. */
+static inline void t_peer_exit(int code)
+{
+	fflush(NULL);
+	_exit(code);
+}
+
 /* Runs one test case in a forked child with a watchdog; the parent then removes its leftovers. */
 static inline int t_case(const char *name, void (*fn)(void), unsigned timeout_s)
 {
@@ -248,6 +280,7 @@ static inline int t_case(const char *name, void (*fn)(void), unsigned timeout_s)
 		printf("ok   %s (%.1f ms)\n", name, t_ms(t_now_ns() - t0));
 		return 0;
 	}
+	t_note_failure(name);
 	if (rc == 128 + SIGALRM)
 		printf("FAIL %s: watchdog fired after %u s (hang)\n", name, timeout_s);
 	else if (rc > 128)
@@ -260,7 +293,10 @@ static inline int t_case(const char *name, void (*fn)(void), unsigned timeout_s)
 /* The exit code of a program that ran its cases through t_case. */
 static inline int t_done(int failures)
 {
-	printf("%s: %d case(s) failed\n", failures ? "FAIL" : "PASS", failures);
+	if (failures)
+		printf("FAIL: %d case(s) failed: %s\n", failures, t_failed_names());
+	else
+		printf("PASS: all cases passed\n");
 	return failures ? 1 : 0;
 }
 
