@@ -19,6 +19,8 @@ struct shmchan_geom {
 	uint64_t slot_size;
 	uint64_t slot_stride;
 	uint64_t lens_offset;
+	uint64_t descriptor_offset;
+	uint64_t descriptor_size;
 	uint64_t data_offset;
 	uint64_t total_size;
 	uint64_t created_ns;

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /*
- * A segment is:  [ control block, 1024 bytes ][ length table ][ pad to page ][ slot 0 ] ... [ slot N-1 ]
+ * A segment is:  [ control block, 1024 bytes ][ length table ][ descriptor ][ pad ][ slot 0 ] ... [ slot N-1 ]
  *
  * All fields are fixed-width little-endian. The control block is split into 128-byte sections so
  * that the fields one side writes on every message never share a cache line (or the adjacent line
@@ -62,8 +62,8 @@ struct shmchan_header {
 	_Atomic uint64_t data_offset;
 	_Atomic uint64_t total_size;
 	_Atomic uint64_t created_ns;
-	_Atomic uint64_t info_offset; /* 0 in layout 1.0: reserved for a channel descriptor */
-	_Atomic uint64_t info_size;
+	_Atomic uint64_t descriptor_offset; /* immutable descriptor bytes (a ChannelInfo FlatBuffer); 0: none */
+	_Atomic uint64_t descriptor_size;
 	uint8_t pad0[128 - 96];
 
 	/* 128: writer-owned */
@@ -119,8 +119,8 @@ enum shmchan_offsets {
 	SHMCHAN_OFF_DATA_OFFSET = 56,
 	SHMCHAN_OFF_TOTAL_SIZE = 64,
 	SHMCHAN_OFF_CREATED_NS = 72,
-	SHMCHAN_OFF_INFO_OFFSET = 80,
-	SHMCHAN_OFF_INFO_SIZE = 88,
+	SHMCHAN_OFF_DESCRIPTOR_OFFSET = 80,
+	SHMCHAN_OFF_DESCRIPTOR_SIZE = 88,
 	SHMCHAN_OFF_HEAD = 128,
 	SHMCHAN_OFF_HEAD_WAKE = 136,
 	SHMCHAN_OFF_W_MESSAGES = 144,
@@ -157,8 +157,8 @@ SHMCHAN_CHECK_OFF(lens_offset, SHMCHAN_OFF_LENS_OFFSET);
 SHMCHAN_CHECK_OFF(data_offset, SHMCHAN_OFF_DATA_OFFSET);
 SHMCHAN_CHECK_OFF(total_size, SHMCHAN_OFF_TOTAL_SIZE);
 SHMCHAN_CHECK_OFF(created_ns, SHMCHAN_OFF_CREATED_NS);
-SHMCHAN_CHECK_OFF(info_offset, SHMCHAN_OFF_INFO_OFFSET);
-SHMCHAN_CHECK_OFF(info_size, SHMCHAN_OFF_INFO_SIZE);
+SHMCHAN_CHECK_OFF(descriptor_offset, SHMCHAN_OFF_DESCRIPTOR_OFFSET);
+SHMCHAN_CHECK_OFF(descriptor_size, SHMCHAN_OFF_DESCRIPTOR_SIZE);
 SHMCHAN_CHECK_OFF(head, SHMCHAN_OFF_HEAD);
 SHMCHAN_CHECK_OFF(head_wake, SHMCHAN_OFF_HEAD_WAKE);
 SHMCHAN_CHECK_OFF(w_messages, SHMCHAN_OFF_W_MESSAGES);
@@ -189,5 +189,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the layout is little-
 #define SHMCHAN_MIN_SLOT_ALIGN 8u
 #define SHMCHAN_MAX_SLOT_ALIGN (1u << 21)
 #define SHMCHAN_MAX_TOTAL_SIZE (1ull << 46)
+#define SHMCHAN_MAX_DESCRIPTOR_SIZE (1u << 16)
+#define SHMCHAN_DESCRIPTOR_ALIGN 64u
 
 #endif

@@ -99,7 +99,7 @@ static int new_channel(int fd, char *name, int is_file, int is_creator, uint8_t 
 
 /* Sizes, allocates, maps and initialises a freshly created (O_EXCL) object; removes it on failure. */
 static int init_segment(int fd, char *name, int is_file, const struct shmchan_geom *g, uint32_t mode,
-			shmchan_channel **out, struct shmchan_diag *diag)
+			const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	struct shmchan_header *h;
 	struct timespec now;
@@ -152,6 +152,10 @@ static int init_segment(int fd, char *name, int is_file, const struct shmchan_ge
 	shmchan_write_once64(&h->data_offset, g->data_offset);
 	shmchan_write_once64(&h->total_size, g->total_size);
 	shmchan_write_once64(&h->created_ns, (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+	shmchan_write_once64(&h->descriptor_offset, g->descriptor_offset);
+	shmchan_write_once64(&h->descriptor_size, g->descriptor_size);
+	if (g->descriptor_size) /* plain bytes, like a payload: published by (H) with the rest */
+		memcpy(base + g->descriptor_offset, descriptor, (size_t)g->descriptor_size);
 	/* (H) release: publishes every identity field before the magic; pairs with (I) in validate.c */
 	shmchan_store_release64(&h->magic, SHMCHAN_MAGIC);
 
@@ -180,6 +184,8 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 	int fd, rc;
 
 	rc = shmchan_geometry(cfg, page_size(), &g);
+	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
+		rc = -EINVAL;
 	if (rc) {
 		shmchan_diagf(diag, rc == -EOVERFLOW ? "channel size overflows" : "invalid channel geometry");
 		free(name);
@@ -195,7 +201,7 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 		free(name);
 		return rc;
 	}
-	return init_segment(fd, name, is_file, &g, cfg->mode, out, diag);
+	return init_segment(fd, name, is_file, &g, cfg->mode, cfg->descriptor, out, diag);
 }
 
 int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
@@ -416,6 +422,20 @@ int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out)
 	out->created_ns = ch->g.created_ns;
 	out->creator_pid = ch->g.creator_pid;
 	out->is_creator = ch->is_creator;
+	out->descriptor_size = ch->g.descriptor_size;
+	return 0;
+}
+
+int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len)
+{
+	if (!ch || !len || (!buf && cap))
+		return -EINVAL;
+	/* the validated local size, never the header field again */
+	*len = ch->g.descriptor_size;
+	if (cap < ch->g.descriptor_size)
+		return -EMSGSIZE;
+	if (ch->g.descriptor_size)
+		memcpy(buf, ch->base + ch->g.descriptor_offset, (size_t)ch->g.descriptor_size);
 	return 0;
 }
 

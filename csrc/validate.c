@@ -48,7 +48,7 @@ static int round_up(uint64_t v, uint64_t a, uint64_t *out)
 
 int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shmchan_geom *g)
 {
-	uint64_t align, lens_bytes, lens_end, data_align, slots, total;
+	uint64_t align, lens_bytes, end, data_align, slots, total;
 
 	if (!cfg || !g)
 		return -EINVAL;
@@ -61,14 +61,21 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 		return -EINVAL;
 	if (cfg->msync_policy > SHMCHAN_MSYNC_EXPLICIT)
 		return -EINVAL;
+	if (cfg->descriptor_size > SHMCHAN_MAX_DESCRIPTOR_SIZE)
+		return -EINVAL;
 
 	memset(g, 0, sizeof(*g));
 	if (round_up(cfg->slot_size, align, &g->slot_stride))
 		return -EOVERFLOW;
 	lens_bytes = (uint64_t)cfg->capacity * sizeof(uint64_t); /* <= 2^27: cannot overflow */
-	lens_end = SHMCHAN_LENS_OFFSET + lens_bytes;
+	end = SHMCHAN_LENS_OFFSET + lens_bytes;
+	if (cfg->descriptor_size) {
+		g->descriptor_offset = (end + SHMCHAN_DESCRIPTOR_ALIGN - 1) & ~(uint64_t)(SHMCHAN_DESCRIPTOR_ALIGN - 1);
+		g->descriptor_size = cfg->descriptor_size;
+		end = g->descriptor_offset + g->descriptor_size;
+	}
 	data_align = align > page ? align : page;
-	if (round_up(lens_end, data_align, &g->data_offset))
+	if (round_up(end, data_align, &g->data_offset))
 		return -EOVERFLOW;
 	if (__builtin_mul_overflow((uint64_t)cfg->capacity, g->slot_stride, &slots))
 		return -EOVERFLOW;
@@ -104,7 +111,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 {
 	struct shmchan_config cfg;
 	struct shmchan_geom want;
-	uint64_t magic, stride, lens_offset, data_offset, total;
+	uint64_t magic, stride, lens_offset, data_offset, total, desc_offset, desc_size;
 	uint32_t kind, flags;
 	uint16_t major, minor;
 	int rc;
@@ -147,6 +154,14 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 	lens_offset = shmchan_read_once64(&h->lens_offset);
 	data_offset = shmchan_read_once64(&h->data_offset);
 	total = shmchan_read_once64(&h->total_size);
+	desc_offset = shmchan_read_once64(&h->descriptor_offset);
+	desc_size = shmchan_read_once64(&h->descriptor_size);
+	if (desc_size > SHMCHAN_MAX_DESCRIPTOR_SIZE) {
+		shmchan_diagf(diag, "descriptor of %llu bytes (the limit is %u)", (unsigned long long)desc_size,
+			      SHMCHAN_MAX_DESCRIPTOR_SIZE);
+		return -SHMCHAN_ECORRUPT;
+	}
+	cfg.descriptor_size = (uint32_t)desc_size;
 
 	if (cfg.slot_align == 0) {
 		shmchan_diagf(diag, "slot alignment is zero");
@@ -159,7 +174,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 		return -SHMCHAN_ECORRUPT;
 	}
 	if (stride != want.slot_stride || lens_offset != want.lens_offset || data_offset != want.data_offset ||
-	    total != want.total_size) {
+	    total != want.total_size || desc_offset != want.descriptor_offset) {
 		shmchan_diagf(diag,
 			      "inconsistent geometry: stride %llu, lengths at %llu, data at %llu, total %llu "
 			      "(expected %llu, %llu, %llu, %llu)",

@@ -13,7 +13,7 @@ enum shmchan_offsets {
 	SHMCHAN_OFF_KIND = ..., SHMCHAN_OFF_FLAGS = ..., SHMCHAN_OFF_CAPACITY = ..., SHMCHAN_OFF_SLOT_SIZE = ...,
 	SHMCHAN_OFF_SLOT_STRIDE = ..., SHMCHAN_OFF_SLOT_ALIGN = ..., SHMCHAN_OFF_CREATOR_PID = ...,
 	SHMCHAN_OFF_LENS_OFFSET = ..., SHMCHAN_OFF_DATA_OFFSET = ..., SHMCHAN_OFF_TOTAL_SIZE = ...,
-	SHMCHAN_OFF_CREATED_NS = ..., SHMCHAN_OFF_INFO_OFFSET = ..., SHMCHAN_OFF_INFO_SIZE = ...,
+	SHMCHAN_OFF_CREATED_NS = ..., SHMCHAN_OFF_DESCRIPTOR_OFFSET = ..., SHMCHAN_OFF_DESCRIPTOR_SIZE = ...,
 	SHMCHAN_OFF_HEAD = ..., SHMCHAN_OFF_HEAD_WAKE = ..., SHMCHAN_OFF_W_MESSAGES = ..., SHMCHAN_OFF_W_BYTES = ...,
 	SHMCHAN_OFF_W_FULL = ..., SHMCHAN_OFF_W_ABORTS = ..., SHMCHAN_OFF_TAIL = ..., SHMCHAN_OFF_TAIL_WAKE = ...,
 	SHMCHAN_OFF_R_MESSAGES = ..., SHMCHAN_OFF_R_BYTES = ..., SHMCHAN_OFF_R_EMPTY = ...,
@@ -29,6 +29,7 @@ enum shmchan_offsets {
 #define SHMCHAN_MIN_SLOT_ALIGN ...
 #define SHMCHAN_MAX_SLOT_ALIGN ...
 #define SHMCHAN_MAX_TOTAL_SIZE ...
+#define SHMCHAN_MAX_DESCRIPTOR_SIZE ...
 #define SHMCHAN_LOCK_ATTACH ...
 #define SHMCHAN_LOCK_WRITER ...
 #define SHMCHAN_LOCK_READER ...
@@ -39,6 +40,8 @@ struct shmchan_config {
 	uint32_t slot_align;
 	uint32_t mode;
 	uint32_t msync_policy;
+	uint32_t descriptor_size;
+	const void *descriptor;
 	...;
 };
 struct shmchan_diag {
@@ -57,6 +60,7 @@ struct shmchan_info {
 	uint64_t created_ns;
 	uint32_t creator_pid;
 	int32_t is_creator;
+	uint64_t descriptor_size;
 	...;
 };
 struct shmchan_stats {
@@ -109,6 +113,7 @@ int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out);
 int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
 int shmchan_flush(shmchan_channel *ch);
 void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
+int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len);
 const char *shmchan_channel_diag(const shmchan_channel *ch);
 
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);

@@ -170,6 +170,7 @@ class Channel:
         "__weakref__",
         "_closed",
         "_creator",
+        "_descriptor",
         "_finalizer",
         "_info",
         "_map",
@@ -197,6 +198,15 @@ class Channel:
         info = ffi.new("struct shmchan_info *")
         lib.shmchan_info(ptr, info)
         self._info = {k: getattr(info, k) for k in dir(info)}
+        self._descriptor = b""
+        if info.descriptor_size:
+            buf = ffi.new("char[]", info.descriptor_size)
+            lenp = ffi.new("uint64_t *")
+            rc = lib.shmchan_read_descriptor(ptr, buf, info.descriptor_size, lenp)
+            if rc:
+                self._map.close()
+                raise_for(rc, "cannot read the channel descriptor")
+            self._descriptor = ffi.buffer(buf, lenp[0])[:]
         self._finalizer = weakref.finalize(
             self,
             _on_collect,
@@ -220,6 +230,7 @@ class Channel:
         msync: str = "none",
         mode: int = 0o600,
         persist: bool | None = None,
+        descriptor: bytes | None = None,
     ) -> Channel:
         """Create a channel of ``capacity`` slots (a power of two) of ``slot_size`` bytes each.
 
@@ -229,7 +240,8 @@ class Channel:
         policy of file-backed channels: ``"none"``, ``"async"`` or ``"sync"`` after each commit, or
         ``"explicit"`` (only :meth:`flush`); it means nothing for shared memory, which has no
         backing store. ``persist`` keeps the name after the creator closes (default: only for
-        files). All memory is allocated here, so a full ``/dev/shm`` raises
+        files). ``descriptor`` (up to 64 KiB) is stored with the channel, immutable, for every
+        peer to read back as :attr:`descriptor`. All memory is allocated here, so a full ``/dev/shm`` raises
         :class:`ChannelAllocationError` now instead of crashing a process later.
 
         Raises ``ValueError`` for a bad name or geometry (before any system call),
@@ -247,6 +259,13 @@ class Channel:
         cfg.slot_align = align
         cfg.mode = mode
         cfg.msync_policy = _MSYNC[msync]
+        keep = None
+        if descriptor:
+            keep = ffi.from_buffer(descriptor)
+            if len(keep) > lib.SHMCHAN_MAX_DESCRIPTOR_SIZE:
+                raise ValueError(f"descriptor of {len(keep)} bytes; the limit is {lib.SHMCHAN_MAX_DESCRIPTOR_SIZE}")
+            cfg.descriptor = keep
+            cfg.descriptor_size = len(keep)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         if is_file:
@@ -378,6 +397,11 @@ class Channel:
     def layout_version(self) -> tuple[int, int]:
         """The (major, minor) layout version in the header."""
         return int(self._info["version_major"]), int(self._info["version_minor"])
+
+    @property
+    def descriptor(self) -> bytes:
+        """The descriptor given at creation (b"" if none), as read once when this handle opened."""
+        return self._descriptor
 
     @property
     def is_creator(self) -> bool:

@@ -45,6 +45,8 @@ struct shmchan_config {
 	uint32_t slot_align;   /* slot alignment, a power of two 8 .. 2 MiB; 0 = the page size */
 	uint32_t mode;         /* permission bits of the object; 0 = 0600 */
 	uint32_t msync_policy; /* enum shmchan_msync_policy; only meaningful for file-backed channels */
+	uint32_t descriptor_size; /* bytes of `descriptor`, 0 .. 64 KiB */
+	const void *descriptor;   /* copied into the segment at create; immutable afterwards (may be NULL) */
 };
 
 /* Diagnostics: a human sentence explaining the last failure of the call that was given it. */
@@ -64,6 +66,7 @@ struct shmchan_info {
 	uint64_t created_ns; /* CLOCK_REALTIME at creation */
 	uint32_t creator_pid;
 	int32_t is_creator;
+	uint64_t descriptor_size;
 };
 
 struct shmchan_stats {
@@ -124,6 +127,8 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
 int shmchan_flush(shmchan_channel *ch);
 /* Base address of the mapping and the address of slot i (for bindings that wrap slots once). */
 void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
+/* Copies the channel's descriptor (given at create) into buf; -EMSGSIZE with *len set if cap is short. */
+int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len);
 /* A sentence about the last corruption this handle detected ("" when none). */
 const char *shmchan_channel_diag(const shmchan_channel *ch);
 
