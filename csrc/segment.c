@@ -247,9 +247,27 @@ static int recently_changed(const struct stat *st)
 	return t - changed < SHMCHAN_INIT_GRACE_NS;
 }
 
+/* Refuses objects that somebody else could write, unless the caller allows it. */
+static int check_owner(const struct stat *st, uint32_t flags, struct shmchan_diag *diag)
+{
+	if (flags & SHMCHAN_OPEN_ALLOW_FOREIGN)
+		return 0;
+	if (st->st_uid != geteuid()) {
+		shmchan_diagf(diag, "owned by uid %u, not by this user (uid %u): allow foreign channels to open it",
+			      (unsigned)st->st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+		shmchan_diagf(diag, "writable by group or others (mode %04o), so another user could corrupt it: "
+			      "allow foreign channels to open it", (unsigned)(st->st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
 /* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
-static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, shmchan_channel **out,
-			  struct shmchan_diag *diag)
+static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, uint32_t flags,
+			  shmchan_channel **out, struct shmchan_diag *diag)
 {
 	const uint64_t page = page_size();
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
@@ -259,6 +277,13 @@ static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, s
 	int orphan_looks = 0;
 	int rc;
 
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = check_owner(&st, flags, diag);
+	if (rc)
+		goto fail;
 	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 0);
 	if (rc) {
 		shmchan_diagf(diag, "cannot take the attach lock: %s", strerror(-rc));
@@ -328,6 +353,12 @@ fail:
 
 int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
 {
+	return shmchan_open_ex(name, timeout_ns, 0, out, diag);
+}
+
+int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag)
+{
 	char *shm;
 	int fd, rc;
 
@@ -344,10 +375,16 @@ int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, st
 		free(shm);
 		return rc;
 	}
-	return attach_segment(fd, shm, 0, timeout_ns, out, diag);
+	return attach_segment(fd, shm, 0, timeout_ns, flags, out, diag);
 }
 
 int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
+{
+	return shmchan_open_file_ex(path, timeout_ns, 0, out, diag);
+}
+
+int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			 struct shmchan_diag *diag)
 {
 	char *p;
 	int fd, rc;
@@ -366,7 +403,7 @@ int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **ou
 		close(fd);
 		return -ENOMEM;
 	}
-	return attach_segment(fd, p, 1, timeout_ns, out, diag);
+	return attach_segment(fd, p, 1, timeout_ns, flags, out, diag);
 }
 
 void shmchan_close(shmchan_channel *ch)
@@ -401,6 +438,64 @@ int shmchan_unlink(const char *name)
 	if (rc)
 		return rc;
 	rc = shm_unlink(shm) == 0 ? 0 : -errno;
+	free(shm);
+	return rc;
+}
+
+/* Whether an opened object is held by any process (or too fresh to tell). */
+static int held(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if (shmchan_byte_locked(fd, SHMCHAN_LOCK_ATTACH) != 0)
+		return 1; /* held, or we cannot tell */
+	return recently_changed(&st);
+}
+
+int shmchan_is_stale(const char *name)
+{
+	char *shm;
+	int fd, rc = shm_name(name, &shm, NULL);
+
+	if (rc)
+		return rc;
+	fd = shm_open(shm, O_RDONLY | O_CLOEXEC, 0);
+	free(shm);
+	if (fd < 0)
+		return -errno;
+	rc = held(fd);
+	close(fd);
+	return rc < 0 ? rc : !rc;
+}
+
+int shmchan_reclaim_stale(const char *name)
+{
+	struct stat mine, now;
+	char *shm, path[300];
+	int fd, rc = shm_name(name, &shm, NULL);
+
+	if (rc)
+		return rc;
+	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	/* An exclusive attach lock: nobody holds the channel, and nobody can attach while we decide. */
+	rc = shmchan_lock_byte(fd, SHMCHAN_LOCK_ATTACH, 1);
+	if (rc == 0 && held(fd) != 0) /* our own lock does not show; only freshness can say "busy" */
+		rc = -EBUSY;
+	/* Remove the name only if it still names the object we checked (not a newer one). */
+	snprintf(path, sizeof(path), "/dev/shm%s", shm);
+	if (rc == 0 && (fstat(fd, &mine) != 0 || stat(path, &now) != 0 || mine.st_ino != now.st_ino ||
+			mine.st_dev != now.st_dev))
+		rc = -EBUSY;
+	if (rc == 0 && shm_unlink(shm) != 0)
+		rc = -errno;
+	close(fd);
+out:
 	free(shm);
 	return rc;
 }

@@ -9,7 +9,7 @@ b'hello'
 """
 
 from ._version import __version__
-from .channel import Channel, ChannelStats, Message, Reader, Slot, Writer, unlink
+from .channel import Channel, ChannelStats, Message, Reader, Slot, Writer, cleanup_stale, unlink
 from .errors import (
     ChannelAllocationError,
     ChannelBusyError,
@@ -51,5 +51,6 @@ __all__ = [
     "Slot",
     "Writer",
     "__version__",
+    "cleanup_stale",
     "unlink",
 ]

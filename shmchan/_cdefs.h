@@ -106,6 +106,13 @@ int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, st
 int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
 			struct shmchan_diag *diag);
 int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+#define SHMCHAN_OPEN_ALLOW_FOREIGN ...
+int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag);
+int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			 struct shmchan_diag *diag);
+int shmchan_is_stale(const char *name);
+int shmchan_reclaim_stale(const char *name);
 void shmchan_close(shmchan_channel *ch);
 int shmchan_channel_unlink(shmchan_channel *ch);
 int shmchan_unlink(const char *name);

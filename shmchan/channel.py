@@ -36,7 +36,7 @@ from ._binding import diag_text, ffi, lib, raise_for
 from ._lease import SlotBuffer
 from ._names import check_geometry, check_name
 
-__all__ = ["Channel", "ChannelStats", "Message", "Reader", "Slot", "Writer", "unlink"]
+__all__ = ["Channel", "ChannelStats", "Message", "Reader", "Slot", "Writer", "cleanup_stale", "unlink"]
 
 _SLICE_NS = 100_000_000  # a blocking call returns to Python this often, so signals are handled
 _EAGAIN = -errno.EAGAIN
@@ -231,6 +231,7 @@ class Channel:
         mode: int = 0o600,
         persist: bool | None = None,
         descriptor: bytes | None = None,
+        reclaim_stale: bool = False,
     ) -> Channel:
         """Create a channel of ``capacity`` slots (a power of two) of ``slot_size`` bytes each.
 
@@ -245,7 +246,9 @@ class Channel:
         :class:`ChannelAllocationError` now instead of crashing a process later.
 
         Raises ``ValueError`` for a bad name or geometry (before any system call),
-        :class:`ChannelExistsError` if the name is taken.
+        :class:`ChannelExistsError` if the name is taken. A name held by a *stale* channel (no
+        process has it open: its creator died) is never adopted; ``reclaim_stale=True`` removes
+        such a channel first and creates a fresh one (a live channel is never touched).
         """
         where, is_file = _target(name, path)
         size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
@@ -272,22 +275,33 @@ class Channel:
             rc = lib.shmchan_create_file(os.fsencode(where), cfg, out, diag)
         else:
             rc = lib.shmchan_create(where.encode(), cfg, out, diag)
+            if rc == -errno.EEXIST and reclaim_stale and lib.shmchan_reclaim_stale(where.encode()) == 0:
+                rc = lib.shmchan_create(where.encode(), cfg, out, diag)
         if rc:
             detail = diag_text(diag)
             if rc == -errno.EEXIST:
-                detail = "the name is taken (if the processes that used it died, remove it with " \
-                         "shmchan.unlink(name) or `shmchan rm NAME`)"
+                detail = "the name is taken"
+                if not is_file and lib.shmchan_is_stale(where.encode()) == 1:
+                    detail = ("the name is held by a stale channel: no process has it open (its creator "
+                              "died?); pass reclaim_stale=True or call shmchan.cleanup_stale()")
             raise_for(rc, f"cannot create channel {where!r}", detail, where)
         return cls(out[0], None if is_file else where, where if is_file else None, creator=True,
                    persist=is_file if persist is None else bool(persist))
 
     @classmethod
     def open(
-        cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None, timeout: float | None = 2.0
+        cls,
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        timeout: float | None = 2.0,
+        allow_foreign: bool = False,
     ) -> Channel:
         """Open an existing channel by ``name`` (or ``path``).
 
-        Waits up to ``timeout`` seconds for a creator that is still initialising it. Raises
+        Waits up to ``timeout`` seconds for a creator that is still initialising it. A channel
+        owned by another user, or writable by group or others, could be corrupted by someone else
+        and is refused with :class:`ChannelPermissionError` unless ``allow_foreign=True``. Raises
         :class:`ChannelNotFoundError`, :class:`ChannelPermissionError`,
         :class:`IncompatibleChannelError` (not a channel, not initialised, other layout version)
         or :class:`CorruptChannelError` (the header describes an impossible channel).
@@ -296,10 +310,11 @@ class Channel:
         tns = _timeout_ns(timeout)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
+        flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
         if is_file:
-            rc = lib.shmchan_open_file(os.fsencode(where), tns, out, diag)
+            rc = lib.shmchan_open_file_ex(os.fsencode(where), tns, flags, out, diag)
         else:
-            rc = lib.shmchan_open(where.encode(), tns, out, diag)
+            rc = lib.shmchan_open_ex(where.encode(), tns, flags, out, diag)
         if rc:
             raise_for(rc, f"cannot open channel {where!r}", diag_text(diag), where)
         return cls(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
@@ -990,3 +1005,23 @@ def unlink(name: str) -> None:
     rc = lib.shmchan_unlink(name.encode())
     if rc:
         raise_for(rc, f"cannot unlink channel {name!r}", filename=name)
+
+
+def cleanup_stale(*, dry_run: bool = False) -> list[str]:
+    """Remove every stale channel in ``/dev/shm`` (no process holds it open) and return their
+    names; with ``dry_run`` only list them. A channel in use is never touched."""
+    found = []
+    for entry in sorted(os.listdir("/dev/shm")):
+        if not entry.startswith("shmchan."):
+            continue
+        name = entry[len("shmchan.") :]
+        try:
+            check_name(name)
+        except ValueError:
+            continue
+        if dry_run:
+            if lib.shmchan_is_stale(name.encode()) == 1:
+                found.append(name)
+        elif lib.shmchan_reclaim_stale(name.encode()) == 0:
+            found.append(name)
+    return found

@@ -112,10 +112,22 @@ int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_c
 		   struct shmchan_diag *diag);
 /* Opens an existing channel, waiting up to timeout_ns for a creator still initialising it. */
 int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+/* Flags of shmchan_open_ex. By default open refuses an object owned by another user or writable by
+   group or others (anyone who can write it can corrupt the channel); this flag allows it. */
+#define SHMCHAN_OPEN_ALLOW_FOREIGN 1u
+int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag);
 /* The same for a channel kept in a regular file (persistent; msync policies apply). */
 int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
 			struct shmchan_diag *diag);
 int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
+int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			 struct shmchan_diag *diag);
+/* 1 when channel `name` is stale (no process holds it open: its creator and every peer are gone),
+   0 when some process holds it (or it changed in the last 100 ms), or -errno (-ENOENT: no such). */
+int shmchan_is_stale(const char *name);
+/* Removes channel `name` only if it is stale: 0 removed, -EBUSY in use, -ENOENT absent. */
+int shmchan_reclaim_stale(const char *name);
 /* Detaches any writer/reader of this handle, unmaps and closes. Never unlinks. NULL is a no-op. */
 void shmchan_close(shmchan_channel *ch);
 /* Removes the name (or file) of this channel; mappings stay valid until closed. */
