@@ -55,6 +55,7 @@ struct shmchan_writer {
 	uint64_t reserved;    /* bytes of the open reservation, or UINT64_MAX when none */
 	uint64_t messages, bytes, full, aborts;
 	uint32_t wake_seq; /* private copy of head_wake */
+	int continuing;    /* the next reserve continues a wait: do not count it again */
 	int64_t spin_ns;
 };
 
@@ -67,6 +68,7 @@ struct shmchan_reader {
 	uint64_t *taken_len;  /* per slot: length of the message peeked from it */
 	uint64_t messages, bytes, empty;
 	uint32_t wake_seq; /* private copy of tail_wake */
+	int continuing;    /* the next peek continues a wait: do not count it again */
 	int64_t spin_ns;
 };
 

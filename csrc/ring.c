@@ -203,13 +203,19 @@ void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns)
 		w->spin_ns = spin_ns;
 }
 
+void shmchan_writer_continue_wait(shmchan_writer *w)
+{
+	if (w)
+		w->continuing = 1;
+}
+
 int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
 {
 	shmchan_channel *ch;
 	struct shmchan_header *h;
 	uint64_t tail;
 	uint32_t s;
-	int rc;
+	int rc, continuing;
 
 	if (!w || !data)
 		return -EINVAL;
@@ -221,13 +227,16 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	if (nbytes > ch->g.slot_size)
 		return -EMSGSIZE;
 	h = ch->hdr;
+	continuing = w->continuing;
+	w->continuing = 0;
 	if (w->head - w->cached_tail >= ch->g.capacity) {
 		/* (E) acquire: the reader is done with the slot before we overwrite it; pairs with (D) */
 		tail = shmchan_load_acquire64(&h->tail);
 		if (w->head - tail >= ch->g.capacity) {
 			struct waiter wt = {ch, &h->tail, w->head - ch->g.capacity, &h->tail_wake, &h->writer_waiting, 0,
 					    w->spin_ns};
-			shmchan_write_once64(&h->w_full, ++w->full);
+			if (!continuing)
+				shmchan_write_once64(&h->w_full, ++w->full);
 			rc = wait_change(&wt, timeout_ns, &tail);
 			if (rc)
 				return rc;
@@ -393,19 +402,40 @@ void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns)
 		r->spin_ns = spin_ns;
 }
 
+void shmchan_reader_continue_wait(shmchan_reader *r)
+{
+	if (r)
+		r->continuing = 1;
+}
+
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r)
 {
 	return r ? r->read_pos - r->tail : 0;
 }
 
 /* Makes sure at least one message is past read_pos, refreshing (and checking) head if needed. */
+/* head is the writer's: check that it lies in [read_pos, tail + capacity] before caching it. */
+static int accept_head(shmchan_reader *r, uint64_t head)
+{
+	shmchan_channel *ch = r->ch;
+
+	if (head - r->tail > ch->g.capacity || head - r->tail < r->read_pos - r->tail)
+		return shmchan_poison(ch, "corrupt head %llu for tail %llu, read position %llu (capacity %u)",
+				      (unsigned long long)head, (unsigned long long)r->tail,
+				      (unsigned long long)r->read_pos, ch->g.capacity);
+	r->cached_head = head;
+	return 0;
+}
+
 static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
 {
 	shmchan_channel *ch = r->ch;
 	struct shmchan_header *h = ch->hdr;
+	const int continuing = r->continuing;
 	uint64_t head;
 	int rc;
 
+	r->continuing = 0;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
 	if (r->read_pos != r->cached_head)
@@ -416,18 +446,13 @@ static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
 		if (r->read_pos - r->tail == ch->g.capacity)
 			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
 		struct waiter wt = {ch, &h->head, r->read_pos, &h->head_wake, &h->reader_waiting, 1, r->spin_ns};
-		shmchan_write_once64(&h->r_empty, ++r->empty);
+		if (!continuing)
+			shmchan_write_once64(&h->r_empty, ++r->empty);
 		rc = wait_change(&wt, timeout_ns, &head);
 		if (rc)
 			return rc;
 	}
-	/* head is the writer's: it must lie in (read_pos, tail + capacity] */
-	if (head - r->tail > ch->g.capacity || head - r->tail < r->read_pos - r->tail || head == r->read_pos)
-		return shmchan_poison(ch, "corrupt head %llu for tail %llu, read position %llu (capacity %u)",
-				      (unsigned long long)head, (unsigned long long)r->tail,
-				      (unsigned long long)r->read_pos, ch->g.capacity);
-	r->cached_head = head;
-	return 0;
+	return accept_head(r, head); /* head != read_pos here: a wait only ends on a change */
 }
 
 /* Takes the message at read_pos (known to be available) into *msg. */
@@ -473,11 +498,22 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 	rc = ensure_available(r, timeout_ns);
 	if (rc)
 		return rc;
-	while (n < max && r->read_pos != r->cached_head) {
-		rc = take(r, &msgs[n]);
+	for (;;) {
+		while (n < max && r->read_pos != r->cached_head) {
+			rc = take(r, &msgs[n]);
+			if (rc)
+				return rc;
+			n++;
+		}
+		if (n == max)
+			break;
+		/* (C) acquire: more may have been committed since head was cached; pairs with (B) */
+		uint64_t head = shmchan_load_acquire64(&r->ch->hdr->head);
+		if (head == r->cached_head)
+			break;
+		rc = accept_head(r, head);
 		if (rc)
 			return rc;
-		n++;
 	}
 	return (int)n;
 }

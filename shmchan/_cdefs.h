@@ -126,6 +126,7 @@ const char *shmchan_channel_diag(const shmchan_channel *ch);
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
 void shmchan_writer_close(shmchan_writer *w);
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
+void shmchan_writer_continue_wait(shmchan_writer *w);
 int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes);
 int shmchan_abort(shmchan_writer *w);
@@ -134,6 +135,7 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
 void shmchan_reader_close(shmchan_reader *r);
 void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
+void shmchan_reader_continue_wait(shmchan_reader *r);
 int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg);
 int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
 int shmchan_release(shmchan_reader *r, uint64_t pos);

@@ -83,11 +83,13 @@ def _spin_ns(spin: float | None) -> int | None:
     return 1 << 62 if math.isinf(s) else int(s * 1e9)
 
 
-def _keep_waiting(call: Callable[[int], int], rc: int, tns: int, start: int) -> int:
+def _keep_waiting(call: Callable[[int], int], cont: Callable[[], None], rc: int, tns: int, start: int) -> int:
     """Continue a wait whose first slice ended with ``rc`` until it succeeds, fails or times out.
 
     Blocking calls go to C in slices of at most 100 ms: between slices Python runs its signal
-    handlers, so Ctrl-C raises ``KeyboardInterrupt`` promptly even when the wait has no timeout.
+    handlers, so Ctrl-C raises ``KeyboardInterrupt`` promptly even when the wait has no timeout
+    (and even when the signal was delivered to another thread). ``cont`` tells C that the next
+    call continues the same wait, so statistics count it once.
     """
     while rc in (_ETIMEDOUT, _EINTR):
         if tns < 0:
@@ -96,31 +98,37 @@ def _keep_waiting(call: Callable[[int], int], rc: int, tns: int, start: int) -> 
             left = tns - (time.monotonic_ns() - start)
             if left <= 0:
                 return _ETIMEDOUT
+        cont()
         rc = call(min(left, _SLICE_NS))
     return rc
 
 
 class _Mapping:
     """Owns the C channel handle. It is closed when this object dies, which cannot happen while
-    any slot view exists, because every SlotBuffer holds a reference to it."""
+    any slot view exists, because every SlotBuffer holds a reference to it. ``ptr`` is None once
+    closed: the C writer and reader handles died with it, so nothing may call into them."""
 
     __slots__ = ("__weakref__", "_fin", "ptr")
 
     def __init__(self, ptr: Any) -> None:
-        self.ptr = ptr
+        self.ptr: Any = ptr
         self._fin = weakref.finalize(self, lib.shmchan_close, ptr)
 
     def close(self) -> None:
+        self.ptr = None
         self._fin()
 
 
 def _on_collect(desc: str, mapping: _Mapping, bufs: list[dict[int, SlotBuffer]], unlink_fn: Any) -> None:
-    """A Channel was garbage-collected without close(): say so and release what can be released."""
-    warnings.warn(f"unclosed shmchan channel {desc}", ResourceWarning, stacklevel=2)
-    if unlink_fn is not None:
-        unlink_fn()
-    if not any(b.exports for d in bufs for b in d.values()):
-        mapping.close()
+    """A Channel was garbage-collected without close() (or is still open at exit): release what can
+    be released, then say so (last: with -W error the warning raises)."""
+    try:
+        if unlink_fn is not None:
+            unlink_fn()
+        if not any(b.exports for d in bufs for b in d.values()):
+            mapping.close()
+    finally:
+        warnings.warn(f"unclosed shmchan channel {desc}", ResourceWarning, stacklevel=2)
 
 
 def _unlinker(ptr: Any) -> Callable[[], None]:
@@ -263,7 +271,7 @@ class Channel:
         cfg.mode = mode
         cfg.msync_policy = _MSYNC[msync]
         keep = None
-        if descriptor:
+        if descriptor is not None and len(memoryview(descriptor).cast("B")):
             keep = ffi.from_buffer(descriptor)
             if len(keep) > lib.SHMCHAN_MAX_DESCRIPTOR_SIZE:
                 raise ValueError(f"descriptor of {len(keep)} bytes; the limit is {lib.SHMCHAN_MAX_DESCRIPTOR_SIZE}")
@@ -280,7 +288,7 @@ class Channel:
         if rc:
             detail = diag_text(diag)
             if rc == -errno.EEXIST:
-                detail = "the name is taken"
+                detail = "the name is taken by a channel in use (or being created)"
                 if not is_file and lib.shmchan_is_stale(where.encode()) == 1:
                     detail = ("the name is held by a stale channel: no process has it open (its creator "
                               "died?); pass reclaim_stale=True or call shmchan.cleanup_stale()")
@@ -609,6 +617,7 @@ class Slot:
         w._slot = None
         if rc:
             raise_for(rc, "commit failed")
+        w._head += 1
 
     def abort(self) -> None:
         """Drop the reservation; readers never see it."""
@@ -635,7 +644,7 @@ class Slot:
 class Writer:
     """The channel's one writer. Get it from :meth:`Channel.writer`."""
 
-    __slots__ = ("_ch", "_dp", "_slot", "_slot_size", "_sp", "_w")
+    __slots__ = ("_ch", "_dp", "_head", "_mask", "_slot", "_slot_size", "_sp", "_w")
 
     def __init__(self, ch: Channel, ptr: Any, spin_ns: int | None) -> None:
         self._ch = ch
@@ -644,13 +653,15 @@ class Writer:
         self._sp = ffi.new("uint32_t *")
         self._slot: Slot | None = None
         self._slot_size = ch.slot_size
+        self._mask = ch.capacity - 1
+        self._head: int = ch.stats().head  # exact: we hold the writer lock; +1 per commit
         if spin_ns is not None:
             lib.shmchan_writer_set_spin(ptr, spin_ns)
 
     @property
     def closed(self) -> bool:
         """Whether this writer (or its channel) was closed."""
-        return self._w is None
+        return self._w is None or self._ch._map.ptr is None
 
     def reserve(self, nbytes: int | None = None, timeout: float | None = None) -> Slot:
         """Reserve the next slot for a message of exactly ``nbytes`` (default: the slot size).
@@ -665,23 +676,18 @@ class Writer:
         n = self._slot_size if nbytes is None else nbytes
         if not 0 <= n <= self._slot_size:
             raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
+        self._check_next_slot()
         tns = _timeout_ns(timeout)
         start = time.monotonic_ns() if tns > 0 else 0
         dp, sp = self._dp, self._sp
         rc = lib.shmchan_reserve(w, n, _first(tns), dp, sp)
         if rc:
-            rc = _keep_waiting(lambda t: lib.shmchan_reserve(w, n, t, dp, sp), rc, tns, start)
+            rc = _keep_waiting(lambda t: lib.shmchan_reserve(w, n, t, dp, sp),
+                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns, start)
             if rc:
                 self._fail(rc)
         index = sp[0]
-        buf = self._ch._slot_buffer(index, False)
-        if buf.exports:
-            lib.shmchan_abort(w)
-            raise BufferError(
-                f"slot {index} is being reused but views of the message written in it "
-                f"{self._ch.capacity} messages ago are still alive; delete them before reserving"
-            )
-        slot = self._slot = Slot(self, index, n, buf)
+        slot = self._slot = Slot(self, index, n, self._ch._slot_buffer(index, False))
         return slot
 
     def send(self, data: Any, timeout: float | None = None) -> None:
@@ -695,13 +701,16 @@ class Writer:
         n = len(data)
         tns = _timeout_ns(timeout)
         start = time.monotonic_ns() if tns > 0 else 0
+        self._check_next_slot()
         rc = lib.shmchan_send(w, data, n, _first(tns))
         if rc:
             if rc == _EMSGSIZE:
                 raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
-            rc = _keep_waiting(lambda t: lib.shmchan_send(w, data, n, t), rc, tns, start)
+            rc = _keep_waiting(lambda t: lib.shmchan_send(w, data, n, t),
+                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns, start)
             if rc:
                 self._fail(rc)
+        self._head += 1
 
     def close(self) -> None:
         """Detach: an open reservation is aborted, and a reader that drains the ring then gets
@@ -713,14 +722,25 @@ class Writer:
         if self._slot is not None:
             self._slot._open = False
             self._slot = None
-        lib.shmchan_writer_close(self._w)
+        if self._ch._map.ptr is not None:  # else the C writer already died with the mapping
+            lib.shmchan_writer_close(self._w)
         self._w = None
         self._ch._writer = None
 
     def _ptr(self) -> Any:
-        if self._w is None:
+        if self._w is None or self._ch._map.ptr is None:
             raise E.ChannelClosedError("the writer is closed")
         return self._w
+
+    def _check_next_slot(self) -> None:
+        """Refuse to reuse a slot while views of the message last written in it are alive (the
+        writer would change bytes someone still looks at)."""
+        old = self._ch._wbufs.get(self._head & self._mask)
+        if old is not None and old.exports:
+            raise BufferError(
+                f"slot {self._head & self._mask} is next, but views of the message written in it "
+                f"{self._ch.capacity} messages ago are still alive; delete them first"
+            )
 
     def _fail(self, rc: int) -> None:
         where = self._ch._where()
@@ -837,7 +857,7 @@ class Reader:
     @property
     def closed(self) -> bool:
         """Whether this reader (or its channel) was closed."""
-        return self._r is None
+        return self._r is None or self._ch._map.ptr is None
 
     def recv(self, timeout: float | None = None) -> Message:
         """Take the next message, in place. Waits while the ring is empty: ``timeout=None``
@@ -931,23 +951,23 @@ class Reader:
     # ---- internals ----
 
     def _ptr(self) -> Any:
-        if self._r is None:
+        if self._r is None or self._ch._map.ptr is None:
             raise E.ChannelClosedError("the reader is closed")
         return self._r
 
     def _detach(self) -> None:
-        lib.shmchan_reader_close(self._r)
+        if self._ch._map.ptr is not None:  # else the C reader already died with the mapping
+            lib.shmchan_reader_close(self._r)
         self._r = None
         self._pinned = []
         self._ch._reader = None
 
     def _buffer(self, slot: int) -> SlotBuffer:
-        if self._r is None:
-            raise E.ChannelClosedError("the reader is closed")
+        self._ptr()
         return self._ch._slot_buffer(slot, True)
 
     def _release(self, pos: int, slot: int) -> None:
-        if self._r is None:
+        if self._r is None or self._ch._map.ptr is None:
             return
         buf = self._ch._rbufs.get(slot)
         if buf is not None and buf.exports:
@@ -966,10 +986,15 @@ class Reader:
         self._pinned = keep
 
     def _wait(self, call: Callable[[int], int], rc: int, tns: int, start: int) -> int:
-        rc = _keep_waiting(call, rc, tns, start)
+        r = self._r
+
+        def cont() -> None:
+            lib.shmchan_reader_continue_wait(r)
+
+        rc = _keep_waiting(call, cont, rc, tns, start)
         if rc == _EPINNED:
             self._sweep()
-            rc = _keep_waiting(call, call(_first(tns)), tns, start)
+            rc = _keep_waiting(call, cont, call(_first(tns)), tns, start)
         if rc >= 0:
             return rc
         where = self._ch._where()

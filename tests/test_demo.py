@@ -19,7 +19,7 @@ def _shmchan(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 @pytest.mark.timeout(180)
 def test_demo_streams_verified_frames_and_reports_both_transports() -> None:
     """The demo verifies every frame on both transports and reports frames/s and the ratio as JSON."""
-    before = {e for e in os.listdir("/dev/shm") if e.startswith("shmchan.")}
+    before = {e for e in os.listdir("/dev/shm") if e.startswith("shmchan.demo-")}
     out = _shmchan("demo", "--frames", "40", "--width", "640", "--height", "480", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -29,7 +29,7 @@ def test_demo_streams_verified_frames_and_reports_both_transports() -> None:
     for r in by.values():
         assert r["verified"] == 40 and r["errors"] == 0 and r["fps"] > 0
     assert doc["speedup"] == pytest.approx(by["shmchan"]["fps"] / by["multiprocessing.Queue"]["fps"])
-    assert {e for e in os.listdir("/dev/shm") if e.startswith("shmchan.")} == before
+    assert {e for e in os.listdir("/dev/shm") if e.startswith("shmchan.demo-")} == before
 
 
 def test_demo_human_output_names_the_ratio() -> None:

@@ -151,6 +151,9 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
 void shmchan_writer_close(shmchan_writer *w);
 /* How long a blocked reserve spins before it sleeps (default 50 us). */
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
+/* The next blocking call continues a wait that ended with -ETIMEDOUT or -EINTR (a binding that
+   waits in slices): the statistics count it as the same wait. */
+void shmchan_writer_continue_wait(shmchan_writer *w);
 /* Reserves the next slot for a message of nbytes (<= slot_size); waits while the ring is full. */
 int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
 /* Publishes the reserved slot with length nbytes (<= the reserved size). */
@@ -165,6 +168,8 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
 void shmchan_reader_close(shmchan_reader *r);
 void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
+/* As shmchan_writer_continue_wait, for the next peek, peek_batch or recv. */
+void shmchan_reader_continue_wait(shmchan_reader *r);
 /* Takes the next message without releasing it. */
 int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg);
 /* Takes up to max messages: waits for the first, returns how many (>= 1) are in msgs. */

@@ -1,0 +1,354 @@
+"""Peer processes for the shmchan tests: ``python tests/peers.py MODE ARGS...``.
+
+Each mode talks to the parent in lines on stdout ("ready", "reserved", a JSON report, ...). Modes
+that wait for the parent read stdin: the line "exit" (or end of file) makes them close everything
+and exit 0; otherwise the parent kills them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import struct
+import sys
+import time
+import zlib
+
+import numpy as np
+
+import shmchan
+
+# ---- the payloads of the cross-process tests (both ends import these) ----
+
+SMALL_HEADER = struct.Struct("<II")  # sequence number, crc32 of the body
+_SMALL_BASE = bytes(range(256)) * 2
+FRAME_SHAPE = (1080, 1920, 3)
+FRAME_BYTES = 1080 * 1920 * 3
+FRAME_WORDS = FRAME_BYTES // 8
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def small_message(seq: int) -> bytes:
+    """Message ``seq`` of the small-message stream: 8 to 64 bytes, its length and bytes set by seq."""
+    n = seq % 57
+    o = (seq * 7) % 256
+    body = _SMALL_BASE[o : o + n]
+    return SMALL_HEADER.pack(seq & 0xFFFFFFFF, zlib.crc32(body, seq & 0xFFFFFFFF)) + body
+
+
+def frame_base() -> np.ndarray:
+    """The pattern of frame 0 as uint64 words; frame ``seq`` is this plus ``seq`` (mod 2**64)."""
+    return np.arange(FRAME_WORDS, dtype=np.uint64) * _GOLDEN
+
+
+def say(*words: object) -> None:
+    print(*words, flush=True)
+
+
+def wait_for_parent() -> None:
+    """Block until the parent writes "exit" or closes our stdin."""
+    for line in sys.stdin:
+        if line.strip() == "exit":
+            return
+
+
+# ---- modes ----
+
+
+def hold(name: str, role: str) -> None:
+    """Open the channel, attach ``role`` (writer, reader, both or none), say "ready", wait for the parent."""
+    with shmchan.Channel.open(name) as ch:
+        if role in ("writer", "both"):
+            ch.writer()
+        if role in ("reader", "both"):
+            ch.reader()
+        say("ready")
+        wait_for_parent()
+
+
+def try_attach(name: str, role: str) -> None:
+    """Try to attach ``role``; say "attached" or "busy"."""
+    with shmchan.Channel.open(name) as ch:
+        try:
+            getattr(ch, role)()
+        except shmchan.ChannelBusyError:
+            say("busy")
+        else:
+            say("attached")
+
+
+def open_and_exit(name: str) -> None:
+    """Only open the channel, say "ready", then close it and exit when the parent says so."""
+    ch = shmchan.Channel.open(name)
+    say("ready")
+    wait_for_parent()
+    ch.close()
+
+
+def create_and_hold(name: str) -> None:
+    """Create the channel, say "ready", wait (the parent kills us: a stale channel)."""
+    with shmchan.Channel.create(name, slot_size=64, capacity=4):
+        say("ready")
+        wait_for_parent()
+
+
+def fake_initialising(name: str) -> None:
+    """Make /dev/shm/shmchan.<name> a zeroed object (no magic yet) and hold the attach lock on it,
+    like a creator that is slow to initialise (or hung), say "ready" and wait."""
+    import fcntl
+    import os
+
+    fd = os.open(f"/dev/shm/shmchan.{name}", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.ftruncate(fd, 8192)
+    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)  # byte 0: "a process uses this channel"
+    say("ready")
+    wait_for_parent()
+    os.unlink(f"/dev/shm/shmchan.{name}")
+    os.close(fd)
+
+
+def attach_and_exit(name: str) -> None:
+    """(multiprocessing target) Open the channel, attach both ends, send and receive, close."""
+    with shmchan.Channel.open(name) as ch:
+        w, r = ch.writer(), ch.reader()
+        w.send(b"from the child")
+        assert r.recv_bytes(timeout=1) == b"from the child"
+
+
+def send(name: str, count: str, then: str) -> None:
+    """Send ``count`` messages b"msg-<i>"; then "hold" (say "ready" and wait), or "close" the writer."""
+    with shmchan.Channel.open(name) as ch:
+        w = ch.writer()
+        for i in range(int(count)):
+            w.send(b"msg-%d" % i, timeout=10)
+        if then == "hold":
+            say("ready")
+            wait_for_parent()
+        w.close()
+        say("done")
+
+
+def reserve_partial(name: str, count: str) -> None:
+    """Send ``count`` messages, then reserve a slot, write half a payload and say "reserved"."""
+    ch = shmchan.Channel.open(name)
+    w = ch.writer()
+    for i in range(int(count)):
+        w.send(b"msg-%d" % i, timeout=10)
+    slot = w.reserve(32, timeout=10)
+    slot.buffer[:16] = b"PARTIAL-PAYLOAD!"
+    say("reserved")
+    wait_for_parent()
+    # never commit: the parent SIGKILLs us before this line
+    slot.abort()
+    ch.close()
+
+
+def reader_hold(name: str, released: str) -> None:
+    """Receive and release ``released`` messages, take one more without releasing it, say "ready"."""
+    ch = shmchan.Channel.open(name)
+    r = ch.reader()
+    got = [r.recv_bytes(timeout=10).decode() for _ in range(int(released))]
+    held = r.recv(timeout=10)
+    say("ready", *got, held.tobytes().decode())
+    wait_for_parent()
+    held.release()
+    ch.close()
+
+
+def blocked_recv(name: str) -> None:
+    """Attach a reader, say "ready", block in recv(timeout=None) and print what arrives ("ended"
+    if the writer closes instead)."""
+    with shmchan.Channel.open(name) as ch:
+        r = ch.reader()
+        say("ready")
+        try:
+            with r.recv(timeout=None) as msg:
+                say("got", msg.tobytes().decode())
+        except shmchan.ChannelEndedError:
+            say("ended")
+
+
+def signalled_recv(name: str) -> None:
+    """Block in recv(timeout=None) while SIGUSR1 runs a handler that returns normally; the wait
+    must go on and deliver the message the parent sends afterwards."""
+    signal.signal(signal.SIGUSR1, lambda signum, frame: say("handled", signum))
+    with shmchan.Channel.open(name) as ch:
+        r = ch.reader()
+        say("ready")
+        with r.recv(timeout=None) as msg:
+            say("got", msg.tobytes().decode())
+
+
+def blocked_send(name: str, count: str) -> None:
+    """Attach a writer, fill ``count`` slots, say "ready", then block in send(timeout=None)."""
+    with shmchan.Channel.open(name) as ch:
+        w = ch.writer()
+        for i in range(int(count)):
+            w.send(b"msg-%d" % i, timeout=0)
+        say("ready")
+        w.send(b"last", timeout=None)
+        say("sent")
+
+
+def sigint_wait(name: str, what: str) -> None:
+    """Block in recv() (``what`` = recv) or send() on a full ring (send) with no timeout; on Ctrl-C
+    print the time, "interrupted", then do a send/recv round trip on the same handles."""
+    # a job started in the background inherits SIGINT ignored; a terminal user has the default
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with shmchan.Channel.open(name) as ch:
+        w = ch.writer()
+        r = ch.reader()
+        if what == "send":
+            for i in range(ch.capacity):
+                w.send(b"fill-%d" % i, timeout=0)
+        say("waiting")
+        try:
+            if what == "send":
+                w.send(b"blocked", timeout=None)
+            else:
+                r.recv(timeout=None)
+        except KeyboardInterrupt:
+            say("interrupted", time.monotonic())
+        else:
+            say("no interrupt")
+            return
+        if what == "send":
+            got = [r.recv_bytes(timeout=1) for _ in range(ch.capacity)]
+            assert got == [b"fill-%d" % i for i in range(ch.capacity)], got
+        w.send(b"after the interrupt", timeout=1)
+        say("roundtrip", r.recv_bytes(timeout=1).decode())
+
+
+def small_producer(name: str, count: str, skip: str = "-1") -> None:
+    """Send the small-message stream of ``count`` messages (leaving out message ``skip``, to check
+    the checker), then close the writer."""
+    with shmchan.Channel.open(name) as ch:
+        w = ch.writer()
+        say("ready")
+        snd = w.send
+        for seq in range(int(count)):
+            if seq != int(skip):
+                snd(small_message(seq), 30)
+        w.close()
+        say("done")
+
+
+def small_consumer(name: str) -> None:
+    """Receive the small-message stream until the writer ends it; report the count and the first error."""
+    error = None
+    count = 0
+    with shmchan.Channel.open(name) as ch:
+        r = ch.reader()
+        say("ready")
+        rcv = r.recv_bytes
+        hdr = SMALL_HEADER
+        while True:
+            try:
+                data = rcv(30)
+            except shmchan.ChannelEndedError:
+                break
+            if error is None:
+                seq, crc = hdr.unpack_from(data)
+                body = data[8:]
+                if seq != count & 0xFFFFFFFF:
+                    error = f"message {count}: sequence number {seq}"
+                elif len(body) != count % 57:
+                    error = f"message {count}: {len(data)} bytes"
+                elif zlib.crc32(body, seq) != crc or data != small_message(count):
+                    error = f"message {count}: bad checksum or payload"
+            count += 1
+    say(json.dumps({"count": count, "error": error}))
+
+
+def frame_producer(name: str, count: str, damage: str = "-1") -> None:
+    """Write ``count`` 1080p frames in place: frame ``seq`` is frame_base() + seq, as uint64 words
+    (with one byte of frame ``damage`` wrong, to check the checker)."""
+    base = frame_base()
+    with shmchan.Channel.open(name) as ch:
+        w = ch.writer()
+        say("ready")
+        for seq in range(int(count)):
+            with w.reserve(timeout=30) as slot:
+                words = slot.ndarray((FRAME_WORDS,), np.uint64)
+                np.add(base, np.uint64(seq), out=words)
+                if seq == int(damage):
+                    slot.buffer[FRAME_BYTES - 1] ^= 1
+                del words
+        w.close()
+        say("done")
+
+
+def frame_consumer(name: str) -> None:
+    """Check every frame against frame_base() + seq until the writer ends; report count and first error."""
+    base = frame_base()
+    error = None
+    count = 0
+    diff = np.empty_like(base)
+    with shmchan.Channel.open(name) as ch:
+        r = ch.reader()
+        say("ready")
+        while True:
+            try:
+                msg = r.recv(timeout=30)
+            except shmchan.ChannelEndedError:
+                break
+            with msg:
+                if error is None:
+                    img = msg.ndarray(FRAME_SHAPE, np.uint8)
+                    words = img.reshape(-1).view(np.uint64)
+                    np.subtract(words, base, out=diff)
+                    if msg.nbytes != FRAME_BYTES or msg.seq != count:
+                        error = f"frame {count}: {msg.nbytes} bytes, seq {msg.seq}"
+                    elif not (diff == np.uint64(count)).all():
+                        bad = int(np.argmax(diff != np.uint64(count)))
+                        error = f"frame {count}: word {bad} is {int(words[bad]):#x}"
+                    del img, words
+            count += 1
+    say(json.dumps({"count": count, "error": error}))
+
+
+def leak_view(name: str) -> None:
+    """Create a channel, receive a message into a numpy array, and exit without closing anything."""
+    ch = shmchan.Channel.create(name, slot_size=64, capacity=4)
+    w = ch.writer()
+    r = ch.reader()
+    w.send(b"0123456789abcdef")
+    msg = r.recv()
+    arr = msg.ndarray()
+    say("ready", bytes(arr).decode())
+    globals()["_keep"] = (ch, w, r, msg, arr)
+
+
+def leak_opened_view(name: str) -> None:
+    """Open a channel, receive a message into a numpy array, and exit without closing anything."""
+    ch = shmchan.Channel.open(name)
+    r = ch.reader()
+    msg = r.recv(timeout=5)
+    arr = msg.ndarray()
+    say("ready", bytes(arr).decode())
+    globals()["_keep"] = (ch, r, msg, arr)
+
+
+def leak_channel(name: str, how: str) -> None:
+    """Create (or open) a channel and exit without closing it."""
+    create = how == "create"
+    ch = shmchan.Channel.create(name, slot_size=64, capacity=4) if create else shmchan.Channel.open(name)
+    say("ready")
+    globals()["_keep"] = ch
+
+
+def drop_channel(name: str) -> None:
+    """Create a channel and drop the last reference to it without closing it (the finalizer runs now)."""
+    ch = shmchan.Channel.create(name, slot_size=64, capacity=4)
+    del ch
+    say("dropped")
+
+
+MODES = {f.__name__: f for f in (
+    hold, try_attach, open_and_exit, fake_initialising, create_and_hold, send, reserve_partial, reader_hold,
+    blocked_recv, signalled_recv, blocked_send, sigint_wait, small_producer, small_consumer, frame_producer,
+    frame_consumer, leak_view, leak_opened_view, leak_channel, drop_channel,
+)}
+
+if __name__ == "__main__":
+    MODES[sys.argv[1]](*sys.argv[2:])
