@@ -32,12 +32,19 @@ struct shmchan_geom {
 	uint16_t version_major, version_minor;
 };
 
+/* Where a segment lives. */
+enum shmchan_backing {
+	SHMCHAN_BACKING_SHM = 0,   /* a named POSIX shared-memory object */
+	SHMCHAN_BACKING_FILE = 1,  /* a regular file */
+	SHMCHAN_BACKING_MEMFD = 2, /* an anonymous sealed memfd, shared by passing its fd */
+};
+
 struct shmchan_channel {
 	int fd;
 	int is_creator;
-	int is_file;
+	int backing; /* enum shmchan_backing */
 	int poisoned;
-	char *name; /* shm object name ("/shmchan.x") or file path */
+	char *name; /* shm object name ("/shmchan.x"), file path, or "memfd:shmchan" */
 	uint8_t *base;
 	struct shmchan_header *hdr;
 	_Atomic uint64_t *lens;
@@ -87,6 +94,13 @@ int64_t shmchan_now_ns(void);
 int64_t shmchan_deadline(int64_t now, int64_t timeout_ns);
 int shmchan_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 void shmchan_futex_wake(_Atomic uint32_t *word);
+
+/* segment.c, shared with sealed.c */
+int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
+			 const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag);
+int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
+			   shmchan_channel **out, struct shmchan_diag *diag);
+uint64_t shmchan_page_size(void);
 
 /* liveness.c */
 int shmchan_lock_byte(int fd, int offset, int exclusive);

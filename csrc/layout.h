@@ -32,9 +32,11 @@
 #define SHMCHAN_CONTROL_SIZE 1024u
 #define SHMCHAN_LENS_OFFSET SHMCHAN_CONTROL_SIZE /* where layout 1.0 puts the length table */
 
-/* flags: bits 0-1 hold the msync policy; every other bit must be zero in layout 1.x */
+/* flags: bits 0-1 hold the msync policy, bit 2 says the segment is a sealed memfd; every other bit
+   must be zero in layout 1.x */
 #define SHMCHAN_FLAG_MSYNC_MASK 0x3u
-#define SHMCHAN_FLAGS_KNOWN SHMCHAN_FLAG_MSYNC_MASK
+#define SHMCHAN_FLAG_SEALED 0x4u
+#define SHMCHAN_FLAGS_KNOWN (SHMCHAN_FLAG_MSYNC_MASK | SHMCHAN_FLAG_SEALED)
 
 /* peer states in writer_state / reader_state */
 #define SHMCHAN_PEER_NONE 0u     /* never attached */

@@ -14,7 +14,7 @@
 
 #define SHM_PREFIX "/shmchan."
 
-static uint64_t page_size(void)
+uint64_t shmchan_page_size(void)
 {
 	long p = sysconf(_SC_PAGESIZE);
 
@@ -32,7 +32,7 @@ static void *shmchan_map(int fd, uint64_t size, uint64_t align, int prot, int fl
 	uintptr_t a;
 	size_t len = (size_t)size;
 
-	if (align <= page_size()) {
+	if (align <= shmchan_page_size()) {
 		return mmap(NULL, len, prot, flags, fd, 0);
 	}
 	res = mmap(NULL, len + (size_t)align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -69,15 +69,15 @@ static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
 	return 0;
 }
 
-static void remove_name(const char *name, int is_file)
+static void remove_name(const char *name, int backing)
 {
-	if (is_file)
+	if (backing == SHMCHAN_BACKING_FILE)
 		(void)unlink(name);
-	else
+	else if (backing == SHMCHAN_BACKING_SHM)
 		(void)shm_unlink(name);
 }
 
-static int new_channel(int fd, char *name, int is_file, int is_creator, uint8_t *base,
+static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t *base,
 		       const struct shmchan_geom *g, shmchan_channel **out)
 {
 	shmchan_channel *ch = calloc(1, sizeof(*ch));
@@ -86,7 +86,7 @@ static int new_channel(int fd, char *name, int is_file, int is_creator, uint8_t 
 		return -ENOMEM;
 	ch->fd = fd;
 	ch->name = name;
-	ch->is_file = is_file;
+	ch->backing = backing;
 	ch->is_creator = is_creator;
 	ch->base = base;
 	ch->hdr = (struct shmchan_header *)(void *)base;
@@ -98,8 +98,8 @@ static int new_channel(int fd, char *name, int is_file, int is_creator, uint8_t 
 }
 
 /* Sizes, allocates, maps and initialises a freshly created (O_EXCL) object; removes it on failure. */
-static int init_segment(int fd, char *name, int is_file, const struct shmchan_geom *g, uint32_t mode,
-			const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag)
+int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
+			 const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	struct shmchan_header *h;
 	struct timespec now;
@@ -163,7 +163,7 @@ static int init_segment(int fd, char *name, int is_file, const struct shmchan_ge
 		struct shmchan_geom mine = *g;
 		mine.creator_pid = (uint32_t)getpid();
 		mine.created_ns = shmchan_read_once64(&h->created_ns);
-		rc = new_channel(fd, name, is_file, 1, base, &mine, out);
+		rc = new_channel(fd, name, backing, 1, base, &mine, out);
 	}
 	if (rc)
 		goto fail;
@@ -171,7 +171,7 @@ static int init_segment(int fd, char *name, int is_file, const struct shmchan_ge
 fail:
 	if (base != MAP_FAILED)
 		munmap(base, (size_t)g->total_size);
-	remove_name(name, is_file);
+	remove_name(name, backing);
 	close(fd);
 	free(name);
 	return rc;
@@ -183,7 +183,7 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 	struct shmchan_geom g;
 	int fd, rc;
 
-	rc = shmchan_geometry(cfg, page_size(), &g);
+	rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
 	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
 		rc = -EINVAL;
 	if (rc) {
@@ -201,7 +201,8 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 		free(name);
 		return rc;
 	}
-	return init_segment(fd, name, is_file, &g, cfg->mode, cfg->descriptor, out, diag);
+	return shmchan_init_segment(fd, name, is_file ? SHMCHAN_BACKING_FILE : SHMCHAN_BACKING_SHM, &g, cfg->mode,
+				    cfg->descriptor, out, diag);
 }
 
 int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
@@ -266,10 +267,10 @@ static int check_owner(const struct stat *st, uint32_t flags, struct shmchan_dia
 }
 
 /* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
-static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, uint32_t flags,
-			  shmchan_channel **out, struct shmchan_diag *diag)
+int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
+			   shmchan_channel **out, struct shmchan_diag *diag)
 {
-	const uint64_t page = page_size();
+	const uint64_t page = shmchan_page_size();
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
 	struct shmchan_geom g;
 	struct stat st;
@@ -330,6 +331,10 @@ static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, u
 			goto fail;
 		usleep(1000);
 	}
+	if (rc == 0 && (g.flags & SHMCHAN_FLAG_SEALED) && backing != SHMCHAN_BACKING_MEMFD) {
+		shmchan_diagf(diag, "the header says sealed memfd, but this is a named object");
+		rc = -SHMCHAN_ECORRUPT;
+	}
 	if (rc)
 		goto fail;
 
@@ -339,7 +344,7 @@ static int attach_segment(int fd, char *name, int is_file, int64_t timeout_ns, u
 		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g.total_size, strerror(errno));
 		goto fail;
 	}
-	rc = new_channel(fd, name, is_file, 0, base, &g, out);
+	rc = new_channel(fd, name, backing, 0, base, &g, out);
 	if (rc) {
 		munmap(base, (size_t)g.total_size);
 		goto fail;
@@ -375,7 +380,7 @@ int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmcha
 		free(shm);
 		return rc;
 	}
-	return attach_segment(fd, shm, 0, timeout_ns, flags, out, diag);
+	return shmchan_attach_segment(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
 }
 
 int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
@@ -403,7 +408,7 @@ int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, s
 		close(fd);
 		return -ENOMEM;
 	}
-	return attach_segment(fd, p, 1, timeout_ns, flags, out, diag);
+	return shmchan_attach_segment(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
 }
 
 void shmchan_close(shmchan_channel *ch)
@@ -426,7 +431,9 @@ int shmchan_channel_unlink(shmchan_channel *ch)
 
 	if (!ch)
 		return -EINVAL;
-	rc = ch->is_file ? unlink(ch->name) : shm_unlink(ch->name);
+	if (ch->backing == SHMCHAN_BACKING_MEMFD)
+		return -EINVAL; /* it has no name */
+	rc = ch->backing == SHMCHAN_BACKING_FILE ? unlink(ch->name) : shm_unlink(ch->name);
 	return rc == 0 ? 0 : -errno;
 }
 
@@ -518,6 +525,7 @@ int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out)
 	out->creator_pid = ch->g.creator_pid;
 	out->is_creator = ch->is_creator;
 	out->descriptor_size = ch->g.descriptor_size;
+	out->sealed = (ch->g.flags & SHMCHAN_FLAG_SEALED) != 0;
 	return 0;
 }
 

@@ -189,6 +189,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 			      (unsigned long long)file_size, (unsigned long long)total);
 		return -SHMCHAN_ECORRUPT;
 	}
+	want.flags = flags;
 	want.version_major = major;
 	want.version_minor = minor;
 	want.created_ns = shmchan_read_once64(&h->created_ns);

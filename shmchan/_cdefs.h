@@ -61,6 +61,7 @@ struct shmchan_info {
 	uint32_t creator_pid;
 	int32_t is_creator;
 	uint64_t descriptor_size;
+	int32_t sealed;
 	...;
 };
 struct shmchan_stats {
@@ -112,6 +113,12 @@ int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmcha
 int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
 			 struct shmchan_diag *diag);
 int shmchan_is_stale(const char *name);
+int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
+int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag);
+int shmchan_channel_fd(const shmchan_channel *ch);
+int shmchan_send_fd(int sock, const shmchan_channel *ch);
+int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag);
 int shmchan_reclaim_stale(const char *name);
 void shmchan_close(shmchan_channel *ch);
 int shmchan_channel_unlink(shmchan_channel *ch);

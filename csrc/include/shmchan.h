@@ -67,6 +67,7 @@ struct shmchan_info {
 	uint32_t creator_pid;
 	int32_t is_creator;
 	uint64_t descriptor_size;
+	int32_t sealed; /* a sealed memfd channel (shmchan_create_sealed) */
 };
 
 struct shmchan_stats {
@@ -128,6 +129,26 @@ int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, s
 int shmchan_is_stale(const char *name);
 /* Removes channel `name` only if it is stale: 0 removed, -EBUSY in use, -ENOENT absent. */
 int shmchan_reclaim_stale(const char *name);
+/*
+ * Sealed channels. The segment is an anonymous memfd sealed against shrinking and growing, so no
+ * peer can truncate it under a reader (which would crash the reader with SIGBUS). It has no name:
+ * peers receive its file descriptor over a Unix socket (SCM_RIGHTS). Use it when peers are not
+ * fully trusted, or in containers that share a socket but not /dev/shm.
+ */
+int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
+/* Attaches to a sealed channel from a file descriptor received from its creator. The descriptor is
+   re-opened (this handle gets its own locks), so the caller still owns and closes `fd`. Refuses a
+   descriptor that is not sealed against shrinking and growing (-EPERM). */
+int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag);
+/* The channel's file descriptor (to hand to peers); owned by the channel. */
+int shmchan_channel_fd(const shmchan_channel *ch);
+/* Sends the channel's descriptor over a connected Unix socket. */
+int shmchan_send_fd(int sock, const shmchan_channel *ch);
+/* Connects to a Unix socket at `path` where a creator serves a sealed channel, receives its
+   descriptor and attaches (shmchan_open_fd). */
+int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag);
+
 /* Detaches any writer/reader of this handle, unmaps and closes. Never unlinks. NULL is a no-op. */
 void shmchan_close(shmchan_channel *ch);
 /* Removes the name (or file) of this channel; mappings stay valid until closed. */

@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT */
+/* Sealed channels: an anonymous memfd that nobody can shrink or grow, shared by passing its fd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MEMFD_NAME "memfd:shmchan"
+#define NEEDED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+
+int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag)
+{
+	struct shmchan_geom g;
+	char *name;
+	int fd, rc;
+
+	if (!out || !cfg)
+		return -EINVAL;
+	*out = NULL;
+	rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
+	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
+		rc = -EINVAL;
+	if (rc) {
+		shmchan_diagf(diag, rc == -EOVERFLOW ? "channel size overflows" : "invalid channel geometry");
+		return rc;
+	}
+	g.flags |= SHMCHAN_FLAG_SEALED;
+	name = strdup(MEMFD_NAME);
+	if (!name)
+		return -ENOMEM;
+	fd = memfd_create("shmchan", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "memfd_create: %s", strerror(errno));
+		free(name);
+		return rc;
+	}
+	rc = shmchan_init_segment(fd, name, SHMCHAN_BACKING_MEMFD, &g, cfg->mode, cfg->descriptor, out, diag);
+	if (rc)
+		return rc; /* fd and name are released by init */
+	/* Sizes are final: forbid shrinking (SIGBUS for readers), growing, and changing the seals. */
+	if (fcntl(fd, F_ADD_SEALS, NEEDED_SEALS | F_SEAL_SEAL) != 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "sealing the memfd: %s", strerror(errno));
+		shmchan_close(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag)
+{
+	char path[64];
+	char *name;
+	int own, seals;
+
+	if (!out || fd < 0)
+		return -EINVAL;
+	*out = NULL;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & NEEDED_SEALS) != NEEDED_SEALS) {
+		shmchan_diagf(diag, "the descriptor is not a memfd sealed against shrinking and growing");
+		return -EPERM;
+	}
+	/*
+	 * A received descriptor shares the sender's open file description, and with it the sender's
+	 * OFD locks: re-open it so that this handle's writer/reader locks and liveness are its own.
+	 */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	own = open(path, O_RDWR | O_CLOEXEC);
+	if (own < 0) {
+		int rc = -errno;
+		shmchan_diagf(diag, "re-opening the descriptor: %s", strerror(errno));
+		return rc;
+	}
+	name = strdup(MEMFD_NAME);
+	if (!name) {
+		close(own);
+		return -ENOMEM;
+	}
+	return shmchan_attach_segment(own, name, SHMCHAN_BACKING_MEMFD, timeout_ns, flags, out, diag);
+}
+
+int shmchan_channel_fd(const shmchan_channel *ch)
+{
+	return ch ? ch->fd : -EINVAL;
+}
+
+int shmchan_send_fd(int sock, const shmchan_channel *ch)
+{
+	char byte = 'S';
+	struct iovec iov = {&byte, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg;
+	struct cmsghdr *c;
+
+	if (!ch)
+		return -EINVAL;
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &ch->fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* Receives one descriptor sent by shmchan_send_fd, waiting at most until deadline. */
+static int recv_fd(int sock, int64_t deadline, int *fd)
+{
+	char byte;
+	struct iovec iov = {&byte, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg;
+	struct cmsghdr *c;
+	struct pollfd p = {sock, POLLIN, 0};
+	ssize_t n;
+
+	for (;;) {
+		int64_t left = deadline - shmchan_now_ns();
+		int r;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, left > 1000000000 ? 1000 : (int)(left / 1000000 + 1));
+		if (r > 0)
+			break;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -errno;
+	c = CMSG_FIRSTHDR(&msg);
+	if (n != 1 || byte != 'S' || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -EPROTO;
+	memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return 0;
+}
+
+int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+		    struct shmchan_diag *diag)
+{
+	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns < 0 ? INT64_MAX : timeout_ns);
+	struct sockaddr_un addr;
+	int sock, fd = -1, rc;
+
+	if (!out || !path)
+		return -EINVAL;
+	*out = NULL;
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		shmchan_diagf(diag, "socket path longer than %zu bytes", sizeof(addr.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	strcpy(addr.sun_path, path);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (sock < 0)
+		return -errno;
+	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+		rc = -errno;
+		shmchan_diagf(diag, "cannot connect to %s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = recv_fd(sock, deadline, &fd);
+	if (rc) {
+		shmchan_diagf(diag, "no channel descriptor from %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	{
+		int64_t left = deadline - shmchan_now_ns();
+		rc = shmchan_open_fd(fd, left > 0 ? left : 0, flags, out, diag);
+	}
+	close(fd);
+out:
+	close(sock);
+	return rc;
+}
