@@ -50,6 +50,7 @@ struct shmchan_channel {
 	_Atomic uint64_t *lens;
 	uint8_t *data;
 	struct shmchan_geom g;
+	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or table full) */
 	shmchan_writer *writer; /* this handle's writer, if attached */
 	shmchan_reader *reader;
 	char diag[256];
@@ -101,6 +102,13 @@ int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_g
 int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
 			   shmchan_channel **out, struct shmchan_diag *diag);
 uint64_t shmchan_page_size(void);
+
+/* guard.c */
+int shmchan_guard_register(const void *base, uint64_t size);
+void shmchan_guard_unregister(int slot);
+int shmchan_guard_tripped(int slot);
+/* -SHMCHAN_ECORRUPT (poisoning the handle) if a peer truncated the object under us, else 0. */
+int shmchan_check_truncated(shmchan_channel *ch);
 
 /* liveness.c */
 int shmchan_lock_byte(int fd, int offset, int exclusive);

@@ -247,6 +247,9 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 					      (unsigned long long)tail, (unsigned long long)w->head, ch->g.capacity);
 		w->cached_tail = tail;
 	}
+	rc = shmchan_check_truncated(ch);
+	if (rc)
+		return rc;
 	s = (uint32_t)(w->head & ch->g.mask);
 	w->reserved = nbytes;
 	*data = ch->data + (uint64_t)s * ch->g.slot_stride;
@@ -278,6 +281,10 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 		return -EMSGSIZE;
 	ch = w->ch;
 	h = ch->hdr;
+	if (shmchan_check_truncated(ch)) {
+		w->reserved = NO_RESERVATION; /* the payload went into the void: never publish it */
+		return -SHMCHAN_ECORRUPT;
+	}
 	s = (uint32_t)(w->head & ch->g.mask);
 	/* (A) the length; ordered before head by (B) */
 	shmchan_write_once64(&ch->lens[s], nbytes);
@@ -295,7 +302,7 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
 	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
 		sync_range(ch, ch->base, SHMCHAN_CONTROL_SIZE, policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
-	return 0;
+	return shmchan_check_truncated(ch);
 }
 
 int shmchan_abort(shmchan_writer *w)
@@ -442,6 +449,9 @@ static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
 		return 0;
 	/* (C) acquire: payloads and lengths up to head are complete; pairs with (B) */
 	head = shmchan_load_acquire64(&h->head);
+	rc = shmchan_check_truncated(ch); /* that load may have been from a zero page */
+	if (rc)
+		return rc;
 	if (head == r->read_pos) {
 		if (r->read_pos - r->tail == ch->g.capacity)
 			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
@@ -452,6 +462,9 @@ static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
 		if (rc)
 			return rc;
 	}
+	rc = shmchan_check_truncated(ch);
+	if (rc)
+		return rc;
 	return accept_head(r, head); /* head != read_pos here: a wait only ends on a change */
 }
 
@@ -463,6 +476,8 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg)
 	/* the length is the writer's: read it once, check it, use only the local */
 	uint64_t len = shmchan_read_once64(&ch->lens[s]);
 
+	if (shmchan_check_truncated(ch))
+		return -SHMCHAN_ECORRUPT;
 	if (len > ch->g.slot_size)
 		return shmchan_poison(ch, "corrupt length %llu in slot %u (slot size %llu)", (unsigned long long)len, s,
 				      (unsigned long long)ch->g.slot_size);
@@ -527,6 +542,8 @@ int shmchan_release(shmchan_reader *r, uint64_t pos)
 	if (!r)
 		return -EINVAL;
 	ch = r->ch;
+	if (ch->poisoned || shmchan_check_truncated(ch))
+		return -SHMCHAN_ECORRUPT; /* what the caller read from the slot cannot be trusted */
 	/* outstanding means tail <= pos < read_pos, in wrapping (free-running) arithmetic */
 	if (pos - r->tail >= r->read_pos - r->tail || r->released[pos & ch->g.mask])
 		return -EINVAL;
@@ -567,5 +584,8 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 	}
 	if (m.len)
 		memcpy(buf, m.data, (size_t)m.len);
+	rc = shmchan_check_truncated(r->ch); /* the copy may have read zeros from a truncated object */
+	if (rc)
+		return rc;
 	return shmchan_release(r, m.pos);
 }

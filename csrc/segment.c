@@ -93,6 +93,8 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 	ch->lens = (_Atomic uint64_t *)(void *)(base + g->lens_offset);
 	ch->data = base + g->data_offset;
 	ch->g = *g;
+	/* a sealed memfd cannot be truncated; anything with a name can */
+	ch->guard = backing == SHMCHAN_BACKING_MEMFD ? -1 : shmchan_guard_register(base, g->total_size);
 	*out = ch;
 	return 0;
 }
@@ -419,6 +421,7 @@ void shmchan_close(shmchan_channel *ch)
 		shmchan_writer_close(ch->writer);
 	if (ch->reader)
 		shmchan_reader_close(ch->reader);
+	shmchan_guard_unregister(ch->guard);
 	munmap(ch->base, (size_t)ch->g.total_size);
 	close(ch->fd); /* drops this handle's OFD locks */
 	free(ch->name);
