@@ -9,7 +9,17 @@ b'hello'
 """
 
 from ._version import __version__
-from .channel import Channel, ChannelStats, Message, Reader, Slot, Writer, cleanup_stale, unlink
+from .channel import (
+    Channel,
+    ChannelServer,
+    ChannelStats,
+    Message,
+    Reader,
+    Slot,
+    Writer,
+    cleanup_stale,
+    unlink,
+)
 from .errors import (
     ChannelAllocationError,
     ChannelBusyError,
@@ -27,6 +37,7 @@ from .errors import (
     PeerDeadError,
     ShmchanError,
 )
+from .schema import DecodeError as ShmchanDecodeError
 
 __all__ = [
     "Channel",
@@ -39,6 +50,7 @@ __all__ = [
     "ChannelFullError",
     "ChannelNotFoundError",
     "ChannelPermissionError",
+    "ChannelServer",
     "ChannelStats",
     "ChannelTimeoutError",
     "CorruptChannelError",
@@ -47,6 +59,7 @@ __all__ = [
     "MessageReleasedError",
     "PeerDeadError",
     "Reader",
+    "ShmchanDecodeError",
     "ShmchanError",
     "Slot",
     "Writer",

@@ -20,6 +20,8 @@ import contextlib
 import errno
 import math
 import os
+import socket
+import threading
 import time
 import warnings
 import weakref
@@ -32,11 +34,22 @@ import numpy as np
 import numpy.typing as npt
 
 from . import errors as E
+from . import schema as _schema
 from ._binding import diag_text, ffi, lib, raise_for
 from ._lease import SlotBuffer
 from ._names import check_geometry, check_name
 
-__all__ = ["Channel", "ChannelStats", "Message", "Reader", "Slot", "Writer", "cleanup_stale", "unlink"]
+__all__ = [
+    "Channel",
+    "ChannelServer",
+    "ChannelStats",
+    "Message",
+    "Reader",
+    "Slot",
+    "Writer",
+    "cleanup_stale",
+    "unlink",
+]
 
 _SLICE_NS = 100_000_000  # a blocking call returns to Python this often, so signals are handled
 _EAGAIN = -errno.EAGAIN
@@ -187,6 +200,7 @@ class Channel:
         "_persist",
         "_rbufs",
         "_reader",
+        "_servers",
         "_wbufs",
         "_writer",
     )
@@ -203,6 +217,7 @@ class Channel:
         self._reader: Reader | None = None
         self._wbufs: dict[int, SlotBuffer] = {}
         self._rbufs: dict[int, SlotBuffer] = {}
+        self._servers: list[ChannelServer] = []
         info = ffi.new("struct shmchan_info *")
         lib.shmchan_info(ptr, info)
         self._info = {k: getattr(info, k) for k in dir(info)}
@@ -239,6 +254,10 @@ class Channel:
         mode: int = 0o600,
         persist: bool | None = None,
         descriptor: bytes | None = None,
+        schema: _schema.SchemaSpec | None = None,
+        dtype: DtypeLike | None = None,
+        shape: tuple[int, ...] | None = None,
+        metadata: dict[str, str] | None = None,
         reclaim_stale: bool = False,
     ) -> Channel:
         """Create a channel of ``capacity`` slots (a power of two) of ``slot_size`` bytes each.
@@ -253,6 +272,10 @@ class Channel:
         peer to read back as :attr:`descriptor`. All memory is allocated here, so a full ``/dev/shm`` raises
         :class:`ChannelAllocationError` now instead of crashing a process later.
 
+        ``schema`` (``"frame"``, ``"tensor"``, a :class:`shmchan.schema.PayloadSchema`, ``.bfbs``
+        bytes or path), ``dtype``/``shape`` hints and ``metadata`` make the descriptor a ChannelInfo
+        FlatBuffer (see :attr:`info` and shmchan.schema) instead of ``descriptor``.
+
         Raises ``ValueError`` for a bad name or geometry (before any system call),
         :class:`ChannelExistsError` if the name is taken. A name held by a *stale* channel (no
         process has it open: its creator died) is never adopted; ``reclaim_stale=True`` removes
@@ -260,23 +283,12 @@ class Channel:
         """
         where, is_file = _target(name, path)
         size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
-        if msync not in _MSYNC:
-            raise ValueError(f"msync must be one of {sorted(_MSYNC)}, got {msync!r}")
-        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
-            raise ValueError(f"mode must be permission bits between 0 and 0o777, got {mode!r}")
-        cfg = ffi.new("struct shmchan_config *")
-        cfg.slot_size = size
-        cfg.capacity = cap
-        cfg.slot_align = align
-        cfg.mode = mode
-        cfg.msync_policy = _MSYNC[msync]
-        keep = None
-        if descriptor is not None and len(memoryview(descriptor).cast("B")):
-            keep = ffi.from_buffer(descriptor)
-            if len(keep) > lib.SHMCHAN_MAX_DESCRIPTOR_SIZE:
-                raise ValueError(f"descriptor of {len(keep)} bytes; the limit is {lib.SHMCHAN_MAX_DESCRIPTOR_SIZE}")
-            cfg.descriptor = keep
-            cfg.descriptor_size = len(keep)
+        if schema is not None or dtype is not None or shape is not None or metadata is not None:
+            if descriptor is not None:
+                raise ValueError("give either descriptor or schema/dtype/shape/metadata, not both")
+            descriptor = _schema.make_descriptor(schema, slot_size=size, capacity=cap, slot_align=align,
+                                                 dtype=dtype, shape=shape, metadata=metadata)
+        cfg, _keep = _config(size, cap, align, msync, mode, descriptor)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         if is_file:
@@ -303,6 +315,7 @@ class Channel:
         *,
         path: str | os.PathLike[str] | None = None,
         timeout: float | None = 2.0,
+        schema: _schema.SchemaSpec | None = None,
         allow_foreign: bool = False,
     ) -> Channel:
         """Open an existing channel by ``name`` (or ``path``).
@@ -312,7 +325,9 @@ class Channel:
         and is refused with :class:`ChannelPermissionError` unless ``allow_foreign=True``. Raises
         :class:`ChannelNotFoundError`, :class:`ChannelPermissionError`,
         :class:`IncompatibleChannelError` (not a channel, not initialised, other layout version)
-        or :class:`CorruptChannelError` (the header describes an impossible channel).
+        or :class:`CorruptChannelError` (the header describes an impossible channel). With
+        ``schema``, also :class:`IncompatibleChannelError` unless the channel's payload schema is
+        compatible with it (shmchan.schema.check_compatible).
         """
         where, is_file = _target(name, path)
         tns = _timeout_ns(timeout)
@@ -325,9 +340,92 @@ class Channel:
             rc = lib.shmchan_open_ex(where.encode(), tns, flags, out, diag)
         if rc:
             raise_for(rc, f"cannot open channel {where!r}", diag_text(diag), where)
-        return cls(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
+        ch = cls(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
+        if schema is not None:
+            try:
+                _schema.check_channel_schema(ch, schema)
+            except BaseException:
+                ch.close()
+                raise
+        return ch
 
     # ---- ends ----
+
+    # ---- sealed channels ----
+
+    @classmethod
+    def create_sealed(
+        cls,
+        *,
+        slot_size: int,
+        capacity: int,
+        slot_align: int | None = None,
+        mode: int = 0o600,
+        descriptor: bytes | None = None,
+    ) -> Channel:
+        """Create a *sealed* channel: an anonymous memfd that no process can shrink or grow.
+
+        A peer that truncates a named channel crashes its readers with SIGBUS; a sealed channel
+        cannot be truncated at all (``ftruncate`` fails with EPERM). It has no name: share it with
+        :meth:`serve` (peers call :meth:`connect`) or pass :attr:`fd` over a Unix socket yourself
+        (peers call :meth:`from_fd`). Use it when peers are not fully trusted.
+        """
+        size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
+        cfg, _keep = _config(size, cap, align, "none", mode, descriptor)
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
+        rc = lib.shmchan_create_sealed(cfg, out, diag)
+        if rc:
+            raise_for(rc, "cannot create a sealed channel", diag_text(diag))
+        return cls(out[0], None, None, creator=True, persist=True)
+
+    @classmethod
+    def connect(cls, path: str | os.PathLike[str], *, timeout: float | None = 2.0,
+                allow_foreign: bool = False) -> Channel:
+        """Attach to a sealed channel served at the Unix socket ``path`` (see :meth:`serve`)."""
+        p = os.fsencode(path)
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
+        flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
+        rc = lib.shmchan_connect(p, _timeout_ns(timeout), flags, out, diag)
+        if rc:
+            raise_for(rc, f"cannot connect to a sealed channel at {os.fsdecode(p)!r}", diag_text(diag),
+                      os.fsdecode(p))
+        return cls(out[0], None, None, creator=False, persist=True)
+
+    @classmethod
+    def from_fd(cls, fd: int, *, timeout: float | None = 2.0, allow_foreign: bool = False) -> Channel:
+        """Attach to a sealed channel from a file descriptor its creator sent (for example with
+        ``socket.recv_fds``). The descriptor is re-opened: the caller still owns and closes ``fd``.
+        An fd that is not sealed against shrinking and growing raises :class:`ChannelPermissionError`."""
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
+        flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
+        rc = lib.shmchan_open_fd(fd, _timeout_ns(timeout), flags, out, diag)
+        if rc:
+            raise_for(rc, f"cannot attach to the sealed channel of fd {fd}", diag_text(diag))
+        return cls(out[0], None, None, creator=False, persist=True)
+
+    @property
+    def sealed(self) -> bool:
+        """Whether this is a sealed memfd channel."""
+        return bool(self._info["sealed"])
+
+    @property
+    def fd(self) -> int:
+        """The channel's file descriptor (owned by the channel; for passing a sealed channel)."""
+        return int(lib.shmchan_channel_fd(self._ptr()))
+
+    def serve(self, path: str | os.PathLike[str]) -> ChannelServer:
+        """Listen on a new Unix socket at ``path`` and hand this channel's descriptor to every
+        process that connects (with :meth:`connect`), from a background thread, until the server
+        or the channel is closed. The socket file is created with this process's umask; its
+        permissions decide who may attach."""
+        if not self.sealed:
+            raise ValueError("only a sealed channel is served; others are opened by name")
+        server = ChannelServer(self, os.fspath(path))
+        self._servers.append(server)
+        return server
 
     def writer(self, *, spin: float | None = None) -> Writer:
         """Attach this process as the channel's one writer.
@@ -427,6 +525,11 @@ class Channel:
         return self._descriptor
 
     @property
+    def info(self) -> _schema.ChannelInfo | None:
+        """The descriptor decoded as a ChannelInfo (None when the channel has no descriptor)."""
+        return _schema.channel_info(self)
+
+    @property
     def is_creator(self) -> bool:
         """Whether this handle created the channel."""
         return bool(self._info["is_creator"])
@@ -482,6 +585,8 @@ class Channel:
                 f"cannot close {self!r}: {live} view(s) of its slots are still alive (memoryviews or "
                 "numpy arrays made from .buffer/.ndarray); delete them, or copy what you need, first"
             )
+        for server in self._servers:
+            server.close()
         for d in (self._wbufs, self._rbufs):
             for b in d.values():
                 b.invalidate()
@@ -511,13 +616,13 @@ class Channel:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self.capacity}x{self.slot_size}B"
-        where = f"path={self._path!r}" if self._path else repr(self._name)
+        where = f"path={self._path!r}" if self._path else repr(self._name) if self._name else "(sealed)"
         return f"<shmchan.Channel {where} {state}>"
 
     # ---- internals shared with Writer and Reader ----
 
     def _where(self) -> str:
-        return self._path or self._name or "?"
+        return self._path or self._name or "(sealed)"
 
     def _ptr(self) -> Any:
         if self._closed:
@@ -536,6 +641,29 @@ class Channel:
             addr = int(ffi.cast("uintptr_t", lib.shmchan_slot_address(self._map.ptr, slot)))
             buf = bufs[slot] = SlotBuffer(self._map, addr, self.slot_size, readonly)
         return buf
+
+
+def _config(size: int, cap: int, align: int, msync: str, mode: int, descriptor: Any) -> tuple[Any, Any]:
+    """A ``struct shmchan_config`` for a validated geometry, and the buffer it points into (keep it
+    alive until the C call returns)."""
+    if msync not in _MSYNC:
+        raise ValueError(f"msync must be one of {sorted(_MSYNC)}, got {msync!r}")
+    if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+        raise ValueError(f"mode must be permission bits between 0 and 0o777, got {mode!r}")
+    cfg = ffi.new("struct shmchan_config *")
+    cfg.slot_size = size
+    cfg.capacity = cap
+    cfg.slot_align = align
+    cfg.mode = mode
+    cfg.msync_policy = _MSYNC[msync]
+    keep = None
+    if descriptor is not None and len(memoryview(descriptor).cast("B")):
+        keep = ffi.from_buffer(descriptor)
+        if len(keep) > lib.SHMCHAN_MAX_DESCRIPTOR_SIZE:
+            raise ValueError(f"descriptor of {len(keep)} bytes; the limit is {lib.SHMCHAN_MAX_DESCRIPTOR_SIZE}")
+        cfg.descriptor = keep
+        cfg.descriptor_size = len(keep)
+    return cfg, keep
 
 
 def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, bool]:
@@ -712,6 +840,24 @@ class Writer:
                 self._fail(rc)
         self._head += 1
 
+    def reserve_frame(self, width: int, height: int, pixel_format: _schema.PixelFormat | int | str = "RGB24", *,
+                      seq: int | None = None, timestamp_ns: int | None = None,
+                      timeout: float | None = None) -> _schema.FrameSlot:
+        """Reserve a slot for a Frame message: its ``pixels`` array is the slot's pixel area, to fill
+        in place (see shmchan.schema.reserve_frame)."""
+        return _schema.reserve_frame(self, width, height, pixel_format, seq=seq, timestamp_ns=timestamp_ns,
+                                     timeout=timeout)
+
+    def reserve_tensor(self, shape: Shape, dtype: DtypeLike, *, seq: int | None = None,
+                       timestamp_ns: int | None = None, timeout: float | None = None) -> _schema.TensorSlot:
+        """Reserve a slot for a Tensor message: fill its ``array`` in place, then commit."""
+        return _schema.reserve_tensor(self, shape, dtype, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout)
+
+    def send_tensor(self, array: Any, *, seq: int | None = None, timestamp_ns: int | None = None,
+                    timeout: float | None = None) -> None:
+        """Write ``array`` as a Tensor message (one copy, straight into the slot)."""
+        _schema.send_tensor(self, array, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout)
+
     def close(self) -> None:
         """Detach: an open reservation is aborted, and a reader that drains the ring then gets
         :class:`ChannelEndedError` (iteration stops). Idempotent."""
@@ -811,6 +957,14 @@ class Message:
         """A copy of the message."""
         return bytes(self.buffer)
 
+    def frame(self) -> _schema.FrameView:
+        """Decode a Frame message in place: header fields and read-only pixel arrays of the slot."""
+        return _schema.decode_frame(self.buffer)
+
+    def tensor(self) -> npt.NDArray[Any]:
+        """Decode a Tensor message in place: a read-only array of the slot with its shape and dtype."""
+        return _schema.decode_tensor(self.buffer).array
+
     def release(self) -> None:
         """Give the slot back to the writer (once no view of it is alive). Idempotent."""
         if not self._released:
@@ -887,7 +1041,9 @@ class Reader:
         if rc:
             self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns, start)
         data: bytes = ffi.buffer(m.data, m.len)[:]
-        lib.shmchan_release(r, m.pos)
+        rc = lib.shmchan_release(r, m.pos)
+        if rc:  # e.g. the object was truncated under the copy: data may hold zeros
+            raise_for(rc, f"cannot read from {self._ch._where()!r}", self._ch._diag(rc))
         return data
 
     def recv_into(self, buffer: Any, timeout: float | None = None) -> int:
@@ -973,7 +1129,9 @@ class Reader:
         if buf is not None and buf.exports:
             self._pinned.append((pos, buf))  # a view is alive: hand the slot back when it dies
             return
-        lib.shmchan_release(self._r, pos)
+        rc = lib.shmchan_release(self._r, pos)
+        if rc:
+            raise_for(rc, f"cannot release a message of {self._ch._where()!r}", self._ch._diag(rc))
 
     def _sweep(self) -> None:
         """Hand back pinned slots whose views have all died."""
@@ -1022,6 +1180,58 @@ class Reader:
 
     def __repr__(self) -> str:
         return f"<shmchan.Reader of {self._ch!r}{' closed' if self.closed else ''}>"
+
+
+class ChannelServer:
+    """Hands a sealed channel's descriptor to every process that connects to a Unix socket.
+
+    Made by :meth:`Channel.serve`. A context manager; :meth:`close` (also done by the channel's
+    close) stops the thread and removes the socket file. Processes that already attached keep
+    working.
+    """
+
+    def __init__(self, channel: Channel, path: str) -> None:
+        self.path = path
+        self._fd = channel.fd
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._sock.bind(path)
+        except OSError as exc:
+            self._sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise E.ChannelExistsError(errno.EEXIST, f"cannot serve at {path!r}: it exists", path) from None
+            raise
+        self._sock.listen(16)
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"shmchan-serve:{path}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn, contextlib.suppress(OSError):
+                socket.send_fds(conn, [b"S"], [self._fd])
+
+    def close(self) -> None:
+        """Stop serving and remove the socket file; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        self._sock.close()
+        self._thread.join()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def __enter__(self) -> ChannelServer:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
 
 
 def unlink(name: str) -> None:

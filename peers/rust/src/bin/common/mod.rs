@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+// Command-line handling shared by the producer and consumer binaries.
+#![allow(dead_code)]
+
+use shmchan::fb;
+use shmchan::schema::{build_channel_info, PayloadSchema};
+use shmchan::{Channel, Config, Error, ErrorKind};
+use std::time::Duration;
+
+pub struct Opts {
+    pub name: String,
+    pub create: bool,
+    pub frames: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    pub format: fb::PixelFormat,
+    pub capacity: u32,
+    pub schema: String,
+    pub slot_size: Option<u64>,
+    pub shape: Option<Vec<i64>>,
+    pub dtype: fb::DType,
+    pub meta: Vec<(String, String)>,
+    pub verify: String,
+    pub hold: bool,
+    pub timeout: Option<Duration>,
+    pub spin_us: Option<u64>,
+}
+
+pub fn usage(prog: &str) -> ! {
+    eprintln!(
+        "usage: {prog} NAME [--create] [--frames N] [--width W] [--height H] [--format RGB24|BGR24|GRAY8|RGBA32|BGRA32|NV12|I420]\n\
+         \x20   [--capacity C] [--schema frame|frame_next|frame_incompatible|none] [--slot-size BYTES] [--shape A,B,C]\n\
+         \x20   [--dtype uint8] [--meta KEY=VALUE]... [--verify crc|stamp|none] [--hold] [--timeout SECONDS] [--spin-us N]"
+    );
+    std::process::exit(2)
+}
+
+pub fn parse(prog: &str) -> Opts {
+    let mut a = std::env::args().skip(1);
+    let name = a.next().unwrap_or_else(|| usage(prog));
+    let mut o = Opts {
+        name,
+        create: false,
+        frames: None,
+        width: 1920,
+        height: 1080,
+        format: fb::PixelFormat::RGB24,
+        capacity: 8,
+        schema: "frame".into(),
+        slot_size: None,
+        shape: None,
+        dtype: fb::DType::Unknown,
+        meta: vec![],
+        verify: "crc".into(),
+        hold: false,
+        timeout: None,
+        spin_us: None,
+    };
+    while let Some(k) = a.next() {
+        let mut v = || a.next().unwrap_or_else(|| usage(prog));
+        match k.as_str() {
+            "--create" => o.create = true,
+            "--hold" => o.hold = true,
+            "--frames" => o.frames = Some(v().parse().unwrap_or_else(|_| usage(prog))),
+            "--width" => o.width = v().parse().unwrap_or_else(|_| usage(prog)),
+            "--height" => o.height = v().parse().unwrap_or_else(|_| usage(prog)),
+            "--capacity" => o.capacity = v().parse().unwrap_or_else(|_| usage(prog)),
+            "--slot-size" => o.slot_size = Some(v().parse().unwrap_or_else(|_| usage(prog))),
+            "--spin-us" => o.spin_us = Some(v().parse().unwrap_or_else(|_| usage(prog))),
+            "--timeout" => o.timeout = Some(Duration::from_secs_f64(v().parse().unwrap_or_else(|_| usage(prog)))),
+            "--schema" => o.schema = v(),
+            "--verify" => o.verify = v(),
+            "--format" => {
+                let f = v();
+                o.format = fb::PixelFormat::ENUM_VALUES
+                    .iter()
+                    .copied()
+                    .find(|p| p.variant_name() == Some(f.as_str()))
+                    .unwrap_or_else(|| usage(prog));
+            }
+            "--dtype" => {
+                o.dtype = match v().as_str() {
+                    "uint8" => fb::DType::UInt8,
+                    "float32" => fb::DType::Float32,
+                    _ => usage(prog),
+                }
+            }
+            "--shape" => o.shape = Some(v().split(',').map(|d| d.parse().unwrap_or_else(|_| usage(prog))).collect()),
+            "--meta" => {
+                let kv = v();
+                let (k2, v2) = kv.split_once('=').unwrap_or_else(|| usage(prog));
+                o.meta.push((k2.into(), v2.into()));
+            }
+            _ => usage(prog),
+        }
+    }
+    o
+}
+
+pub fn expected_schema(o: &Opts) -> Option<PayloadSchema> {
+    if o.schema == "none" {
+        return None;
+    }
+    Some(PayloadSchema::builtin(&o.schema).unwrap_or_else(|| {
+        eprintln!("unknown schema {:?}", o.schema);
+        std::process::exit(2)
+    }))
+}
+
+pub fn die(e: &Error) -> ! {
+    let (tag, rc) = match e.kind {
+        ErrorKind::Incompatible => ("incompatible", 3),
+        ErrorKind::PeerDead => ("peer-dead", 4),
+        ErrorKind::Timeout => ("timeout", 5),
+        _ => ("error", 1),
+    };
+    println!("error {tag}: {e}");
+    eprintln!("{tag}: {e}");
+    std::process::exit(rc)
+}
+
+/// Creates (with a ChannelInfo descriptor) or opens (checking the schema) the channel.
+pub fn channel(o: &Opts, message_size: u64) -> Channel {
+    let schema = expected_schema(o);
+    if o.create {
+        let slot_size = o.slot_size.unwrap_or(message_size);
+        let page = 4096;
+        let d = build_channel_info(slot_size, o.capacity, page, schema.as_ref(), o.dtype, o.shape.as_deref(), &o.meta);
+        let cfg = Config { slot_size, capacity: o.capacity, descriptor: Some(d), ..Default::default() };
+        Channel::create(&o.name, &cfg).unwrap_or_else(|e| die(&e))
+    } else {
+        let ch = Channel::open(&o.name, Some(Duration::from_secs(5))).unwrap_or_else(|e| die(&e));
+        if let Some(s) = &schema {
+            ch.check_schema(s).unwrap_or_else(|e| die(&e));
+        }
+        ch
+    }
+}
+
+pub fn wait_for_exit() {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.trim() == "exit" => return,
+            Ok(_) => {}
+        }
+    }
+}
