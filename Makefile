@@ -9,7 +9,7 @@ ctest:
 	$(MAKE) -C csrc check-sanitize
 
 lint:
-	$(PY) -m ruff check shmchan tests
+	$(PY) -m ruff check --no-cache shmchan tests
 	$(PY) -m mypy
 
 pytest:
@@ -20,3 +20,32 @@ clean:
 	rm -rf build *.egg-info shmchan/*.so shmchan/_shmchan_cffi.c
 
 .PHONY: test ctest lint pytest clean
+
+# ---- the Python suite against an ASan+UBSan build of the extension, in its own venv ----
+# The package is built from a copy of the tree (so the normal in-tree build and .venv stay
+# untouched) and installed non-editable into $(ASAN_VENV); the suite then runs with gcc's libasan
+# preloaded into every Python process (the msgspec pattern). PYTHONSAFEPATH keeps the source tree
+# off sys.path, so the tests import the sanitized build; a check below makes sure of it.
+PYTHON3 ?= python3
+ASAN_VENV ?= .venv-asan
+ASAN_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc PYTHONSAFEPATH=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=98
+PYTEST_SANITIZE_ARGS ?=
+# the suite's own tools; tests that need an optional package (bench peers) skip without it
+ASAN_TEST_DEPS ?= 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
+
+test-sanitize:
+	rm -rf $(ASAN_VENV)
+	$(PYTHON3) -m venv $(ASAN_VENV)
+	mkdir -p $(ASAN_VENV)/src
+	tar --exclude='./.venv*' --exclude=./.git --exclude=./build --exclude='./csrc/build*' --exclude='*.so' \
+		--exclude='*.egg-info' --exclude=./shmchan/_shmchan_cffi.c -cf - . | tar -xf - -C $(ASAN_VENV)/src
+	SHMCHAN_SANITIZE=1 $(ASAN_VENV)/bin/pip install -q --no-cache-dir $(ASAN_VENV)/src $(ASAN_TEST_DEPS)
+	$(ASAN_ENV) $(ASAN_VENV)/bin/python -c 'import shmchan._binding as b, sys; \
+		f = b.__file__; assert "site-packages" in f, f; \
+		so = open(b.lib.__file__ if hasattr(b.lib, "__file__") else sys.modules["shmchan._shmchan_cffi"].__file__, "rb").read(); \
+		assert b"__asan_init" in so, "the extension is not built with ASan"; print("sanitized build:", f)'
+	$(ASAN_ENV) $(ASAN_VENV)/bin/python -m pytest -p no:cacheprovider $(PYTEST_SANITIZE_ARGS)
+
+.PHONY: test-sanitize

@@ -6,9 +6,10 @@ import json
 import time
 
 import pytest
-from peers import FRAME_BYTES
 
 import shmchan
+
+from peers import FRAME_BYTES
 
 
 def _run_pair(
