@@ -69,6 +69,12 @@ static inline void shmchan_fence_seq_cst(void)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
+/* Acquire fence: reads before it cannot move after later loads (the seqlock re-check). */
+static inline void shmchan_fence_acquire(void)
+{
+	atomic_thread_fence(memory_order_acquire);
+}
+
 /* Spin-wait hint: lets the sibling hyperthread run and saves power while polling. */
 static inline void shmchan_cpu_relax(void)
 {

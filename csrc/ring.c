@@ -589,3 +589,59 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 		return rc;
 	return shmchan_release(r, m.pos);
 }
+
+int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, uint64_t *len, uint64_t *first,
+		    uint64_t *end)
+{
+	struct shmchan_header *h;
+	uint64_t head, tail, n;
+	uint32_t s;
+
+	if (!ch || !len || !first || !end || (!buf && cap))
+		return -EINVAL;
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	h = ch->hdr;
+	/*
+	 * A snapshot of [tail, head) while both move: tail, head, then tail again. While tail stays
+	 * put the writer cannot get more than capacity ahead of it, so only then does
+	 * head - tail > capacity prove corruption.
+	 */
+	for (int tries = 0;; tries++) {
+		/* (E) acquire: pairs with (D); a slot below tail may already be rewritten */
+		tail = shmchan_load_acquire64(&h->tail);
+		/* (C) acquire: payloads and lengths below head are complete; pairs with (B) */
+		head = shmchan_load_acquire64(&h->head);
+		/* (E) acquire: pairs with (D) */
+		if (shmchan_load_acquire64(&h->tail) == tail)
+			break;
+		if (tries == 100)
+			return -ESTALE; /* too busy to get a snapshot */
+	}
+	if (shmchan_check_truncated(ch))
+		return -SHMCHAN_ECORRUPT;
+	if (head - tail > ch->g.capacity)
+		return shmchan_poison(ch, "corrupt positions: head %llu, tail %llu, capacity %u",
+				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
+	*first = tail;
+	*end = head;
+	if (pos - tail >= head - tail)
+		return -ENOENT;
+	s = (uint32_t)(pos & ch->g.mask);
+	n = shmchan_read_once64(&ch->lens[s]);
+	if (n > ch->g.slot_size)
+		return shmchan_poison(ch, "corrupt length %llu in slot %u (slot size %llu)", (unsigned long long)n, s,
+				      (unsigned long long)ch->g.slot_size);
+	*len = n;
+	if (n > cap)
+		return -EMSGSIZE;
+	memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n);
+	/* (K) acquire fence: the copy above completes before tail is read again (a seqlock re-check) */
+	shmchan_fence_acquire();
+	if (shmchan_check_truncated(ch))
+		return -SHMCHAN_ECORRUPT;
+	/* the writer rewrites slot s only after tail passes pos: if it did, the copy may be torn */
+	if (shmchan_read_once64(&h->tail) - tail > pos - tail)
+		return -ESTALE;
+	return 0;
+}

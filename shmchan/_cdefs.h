@@ -128,6 +128,8 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
 int shmchan_flush(shmchan_channel *ch);
 void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
 int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len);
+int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, uint64_t *len, uint64_t *first,
+		    uint64_t *end);
 const char *shmchan_channel_diag(const shmchan_channel *ch);
 
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);

@@ -162,6 +162,15 @@ int shmchan_flush(shmchan_channel *ch);
 void *shmchan_slot_address(const shmchan_channel *ch, uint32_t slot);
 /* Copies the channel's descriptor (given at create) into buf; -EMSGSIZE with *len set if cap is short. */
 int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len);
+/*
+ * Looks at a message without taking it, for monitoring tools (no reader needs to be attached):
+ * copies up to cap bytes of the message at position pos into buf and its length into *len.
+ * Returns 0, -ENOENT when pos is not in the ring (already released, or not yet written: *first
+ * and *end then tell the range [tail, head) that is), -ESTALE when the writer reused the slot
+ * during the copy (discard buf), or -EMSGSIZE (message kept; *len set).
+ */
+int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, uint64_t *len, uint64_t *first,
+		    uint64_t *end);
 /* A sentence about the last corruption this handle detected ("" when none). */
 const char *shmchan_channel_diag(const shmchan_channel *ch);
 
