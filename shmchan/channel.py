@@ -562,6 +562,29 @@ class Channel:
             reader_alive=bool(st.reader_alive),
         )
 
+    def inspect(self, pos: int) -> tuple[bytes | None, int, int]:
+        """Look at the message at stream position ``pos`` without taking it (for monitoring tools;
+        no reader needs to be attached, and the writer is never disturbed).
+
+        Returns ``(data, first, end)``: a copy of the message (None if ``pos`` is not in the ring
+        any more, or not yet) and the range ``[first, end)`` of positions the ring holds now. A
+        copy is never torn: one the writer may have overwritten meanwhile is retried or dropped.
+        """
+        ptr = self._ptr()
+        buf = ffi.new("char[]", self.slot_size)
+        lenp = ffi.new("uint64_t *")
+        firstp = ffi.new("uint64_t *")
+        endp = ffi.new("uint64_t *")
+        for _ in range(10):
+            rc = lib.shmchan_inspect(ptr, pos, buf, self.slot_size, lenp, firstp, endp)
+            if rc == 0:
+                return ffi.buffer(buf, lenp[0])[:], int(firstp[0]), int(endp[0])
+            if rc == -errno.ENOENT:
+                return None, int(firstp[0]), int(endp[0])
+            if rc != -errno.ESTALE:
+                raise_for(rc, f"cannot inspect {self._where()!r}", self._diag(rc))
+        return None, int(firstp[0]), int(endp[0])
+
     def flush(self) -> None:
         """Write the whole segment back to its file now (``msync(MS_SYNC)``); for file-backed
         channels, a no-op in effect for shared memory."""
