@@ -131,39 +131,74 @@ class ChannelInfo(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         return o == 0
 
-def ChannelInfoStart(builder): builder.StartObject(8)
+def ChannelInfoStart(builder):
+    builder.StartObject(8)
+
 def Start(builder):
-    return ChannelInfoStart(builder)
-def ChannelInfoAddKind(builder, kind): builder.PrependUint8Slot(0, kind, 1)
+    ChannelInfoStart(builder)
+
+def ChannelInfoAddKind(builder, kind):
+    builder.PrependUint8Slot(0, kind, 1)
+
 def AddKind(builder, kind):
-    return ChannelInfoAddKind(builder, kind)
-def ChannelInfoAddSlotSize(builder, slotSize): builder.PrependUint64Slot(1, slotSize, 0)
+    ChannelInfoAddKind(builder, kind)
+
+def ChannelInfoAddSlotSize(builder, slotSize):
+    builder.PrependUint64Slot(1, slotSize, 0)
+
 def AddSlotSize(builder, slotSize):
-    return ChannelInfoAddSlotSize(builder, slotSize)
-def ChannelInfoAddCapacity(builder, capacity): builder.PrependUint32Slot(2, capacity, 0)
+    ChannelInfoAddSlotSize(builder, slotSize)
+
+def ChannelInfoAddCapacity(builder, capacity):
+    builder.PrependUint32Slot(2, capacity, 0)
+
 def AddCapacity(builder, capacity):
-    return ChannelInfoAddCapacity(builder, capacity)
-def ChannelInfoAddSlotAlign(builder, slotAlign): builder.PrependUint32Slot(3, slotAlign, 0)
+    ChannelInfoAddCapacity(builder, capacity)
+
+def ChannelInfoAddSlotAlign(builder, slotAlign):
+    builder.PrependUint32Slot(3, slotAlign, 0)
+
 def AddSlotAlign(builder, slotAlign):
-    return ChannelInfoAddSlotAlign(builder, slotAlign)
-def ChannelInfoAddPayload(builder, payload): builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(payload), 0)
+    ChannelInfoAddSlotAlign(builder, slotAlign)
+
+def ChannelInfoAddPayload(builder, payload):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(payload), 0)
+
 def AddPayload(builder, payload):
-    return ChannelInfoAddPayload(builder, payload)
-def ChannelInfoAddDtype(builder, dtype): builder.PrependUint8Slot(5, dtype, 0)
+    ChannelInfoAddPayload(builder, payload)
+
+def ChannelInfoAddDtype(builder, dtype):
+    builder.PrependUint8Slot(5, dtype, 0)
+
 def AddDtype(builder, dtype):
-    return ChannelInfoAddDtype(builder, dtype)
-def ChannelInfoAddShape(builder, shape): builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(shape), 0)
+    ChannelInfoAddDtype(builder, dtype)
+
+def ChannelInfoAddShape(builder, shape):
+    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(shape), 0)
+
 def AddShape(builder, shape):
-    return ChannelInfoAddShape(builder, shape)
-def ChannelInfoStartShapeVector(builder, numElems): return builder.StartVector(8, numElems, 8)
+    ChannelInfoAddShape(builder, shape)
+
+def ChannelInfoStartShapeVector(builder, numElems):
+    return builder.StartVector(8, numElems, 8)
+
 def StartShapeVector(builder, numElems):
     return ChannelInfoStartShapeVector(builder, numElems)
-def ChannelInfoAddMetadata(builder, metadata): builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(metadata), 0)
+
+def ChannelInfoAddMetadata(builder, metadata):
+    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(metadata), 0)
+
 def AddMetadata(builder, metadata):
-    return ChannelInfoAddMetadata(builder, metadata)
-def ChannelInfoStartMetadataVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+    ChannelInfoAddMetadata(builder, metadata)
+
+def ChannelInfoStartMetadataVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StartMetadataVector(builder, numElems):
     return ChannelInfoStartMetadataVector(builder, numElems)
-def ChannelInfoEnd(builder): return builder.EndObject()
+
+def ChannelInfoEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return ChannelInfoEnd(builder)

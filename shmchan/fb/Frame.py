@@ -104,36 +104,68 @@ class Frame(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def FrameStart(builder): builder.StartObject(8)
+def FrameStart(builder):
+    builder.StartObject(8)
+
 def Start(builder):
-    return FrameStart(builder)
-def FrameAddSeq(builder, seq): builder.PrependUint64Slot(0, seq, 0)
+    FrameStart(builder)
+
+def FrameAddSeq(builder, seq):
+    builder.PrependUint64Slot(0, seq, 0)
+
 def AddSeq(builder, seq):
-    return FrameAddSeq(builder, seq)
-def FrameAddTimestampNs(builder, timestampNs): builder.PrependUint64Slot(1, timestampNs, 0)
+    FrameAddSeq(builder, seq)
+
+def FrameAddTimestampNs(builder, timestampNs):
+    builder.PrependUint64Slot(1, timestampNs, 0)
+
 def AddTimestampNs(builder, timestampNs):
-    return FrameAddTimestampNs(builder, timestampNs)
-def FrameAddWidth(builder, width): builder.PrependUint32Slot(2, width, 0)
+    FrameAddTimestampNs(builder, timestampNs)
+
+def FrameAddWidth(builder, width):
+    builder.PrependUint32Slot(2, width, 0)
+
 def AddWidth(builder, width):
-    return FrameAddWidth(builder, width)
-def FrameAddHeight(builder, height): builder.PrependUint32Slot(3, height, 0)
+    FrameAddWidth(builder, width)
+
+def FrameAddHeight(builder, height):
+    builder.PrependUint32Slot(3, height, 0)
+
 def AddHeight(builder, height):
-    return FrameAddHeight(builder, height)
-def FrameAddPixelFormat(builder, pixelFormat): builder.PrependUint8Slot(4, pixelFormat, 0)
+    FrameAddHeight(builder, height)
+
+def FrameAddPixelFormat(builder, pixelFormat):
+    builder.PrependUint8Slot(4, pixelFormat, 0)
+
 def AddPixelFormat(builder, pixelFormat):
-    return FrameAddPixelFormat(builder, pixelFormat)
-def FrameAddPlanes(builder, planes): builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(planes), 0)
+    FrameAddPixelFormat(builder, pixelFormat)
+
+def FrameAddPlanes(builder, planes):
+    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(planes), 0)
+
 def AddPlanes(builder, planes):
-    return FrameAddPlanes(builder, planes)
-def FrameStartPlanesVector(builder, numElems): return builder.StartVector(16, numElems, 8)
+    FrameAddPlanes(builder, planes)
+
+def FrameStartPlanesVector(builder, numElems):
+    return builder.StartVector(16, numElems, 8)
+
 def StartPlanesVector(builder, numElems):
     return FrameStartPlanesVector(builder, numElems)
-def FrameAddDataOffset(builder, dataOffset): builder.PrependUint64Slot(6, dataOffset, 0)
+
+def FrameAddDataOffset(builder, dataOffset):
+    builder.PrependUint64Slot(6, dataOffset, 0)
+
 def AddDataOffset(builder, dataOffset):
-    return FrameAddDataOffset(builder, dataOffset)
-def FrameAddDataSize(builder, dataSize): builder.PrependUint64Slot(7, dataSize, 0)
+    FrameAddDataOffset(builder, dataOffset)
+
+def FrameAddDataSize(builder, dataSize):
+    builder.PrependUint64Slot(7, dataSize, 0)
+
 def AddDataSize(builder, dataSize):
-    return FrameAddDataSize(builder, dataSize)
-def FrameEnd(builder): return builder.EndObject()
+    FrameAddDataSize(builder, dataSize)
+
+def FrameEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return FrameEnd(builder)

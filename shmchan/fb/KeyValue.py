@@ -43,15 +43,26 @@ class KeyValue(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
-def KeyValueStart(builder): builder.StartObject(2)
+def KeyValueStart(builder):
+    builder.StartObject(2)
+
 def Start(builder):
-    return KeyValueStart(builder)
-def KeyValueAddKey(builder, key): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(key), 0)
+    KeyValueStart(builder)
+
+def KeyValueAddKey(builder, key):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(key), 0)
+
 def AddKey(builder, key):
-    return KeyValueAddKey(builder, key)
-def KeyValueAddValue(builder, value): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+    KeyValueAddKey(builder, key)
+
+def KeyValueAddValue(builder, value):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(value), 0)
+
 def AddValue(builder, value):
-    return KeyValueAddValue(builder, value)
-def KeyValueEnd(builder): return builder.EndObject()
+    KeyValueAddValue(builder, value)
+
+def KeyValueEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return KeyValueEnd(builder)

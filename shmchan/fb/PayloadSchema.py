@@ -91,27 +91,50 @@ class PayloadSchema(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         return o == 0
 
-def PayloadSchemaStart(builder): builder.StartObject(5)
+def PayloadSchemaStart(builder):
+    builder.StartObject(5)
+
 def Start(builder):
-    return PayloadSchemaStart(builder)
-def PayloadSchemaAddName(builder, name): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+    PayloadSchemaStart(builder)
+
+def PayloadSchemaAddName(builder, name):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
 def AddName(builder, name):
-    return PayloadSchemaAddName(builder, name)
-def PayloadSchemaAddFileIdentifier(builder, fileIdentifier): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(fileIdentifier), 0)
+    PayloadSchemaAddName(builder, name)
+
+def PayloadSchemaAddFileIdentifier(builder, fileIdentifier):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(fileIdentifier), 0)
+
 def AddFileIdentifier(builder, fileIdentifier):
-    return PayloadSchemaAddFileIdentifier(builder, fileIdentifier)
-def PayloadSchemaAddFingerprint(builder, fingerprint): builder.PrependUint64Slot(2, fingerprint, 0)
+    PayloadSchemaAddFileIdentifier(builder, fileIdentifier)
+
+def PayloadSchemaAddFingerprint(builder, fingerprint):
+    builder.PrependUint64Slot(2, fingerprint, 0)
+
 def AddFingerprint(builder, fingerprint):
-    return PayloadSchemaAddFingerprint(builder, fingerprint)
-def PayloadSchemaAddSignature(builder, signature): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(signature), 0)
+    PayloadSchemaAddFingerprint(builder, fingerprint)
+
+def PayloadSchemaAddSignature(builder, signature):
+    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(signature), 0)
+
 def AddSignature(builder, signature):
-    return PayloadSchemaAddSignature(builder, signature)
-def PayloadSchemaAddBfbs(builder, bfbs): builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(bfbs), 0)
+    PayloadSchemaAddSignature(builder, signature)
+
+def PayloadSchemaAddBfbs(builder, bfbs):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(bfbs), 0)
+
 def AddBfbs(builder, bfbs):
-    return PayloadSchemaAddBfbs(builder, bfbs)
-def PayloadSchemaStartBfbsVector(builder, numElems): return builder.StartVector(1, numElems, 1)
+    PayloadSchemaAddBfbs(builder, bfbs)
+
+def PayloadSchemaStartBfbsVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
 def StartBfbsVector(builder, numElems):
     return PayloadSchemaStartBfbsVector(builder, numElems)
-def PayloadSchemaEnd(builder): return builder.EndObject()
+
+def PayloadSchemaEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return PayloadSchemaEnd(builder)

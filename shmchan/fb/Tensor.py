@@ -122,36 +122,68 @@ class Tensor(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-def TensorStart(builder): builder.StartObject(7)
+def TensorStart(builder):
+    builder.StartObject(7)
+
 def Start(builder):
-    return TensorStart(builder)
-def TensorAddDtype(builder, dtype): builder.PrependUint8Slot(0, dtype, 0)
+    TensorStart(builder)
+
+def TensorAddDtype(builder, dtype):
+    builder.PrependUint8Slot(0, dtype, 0)
+
 def AddDtype(builder, dtype):
-    return TensorAddDtype(builder, dtype)
-def TensorAddShape(builder, shape): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(shape), 0)
+    TensorAddDtype(builder, dtype)
+
+def TensorAddShape(builder, shape):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(shape), 0)
+
 def AddShape(builder, shape):
-    return TensorAddShape(builder, shape)
-def TensorStartShapeVector(builder, numElems): return builder.StartVector(8, numElems, 8)
+    TensorAddShape(builder, shape)
+
+def TensorStartShapeVector(builder, numElems):
+    return builder.StartVector(8, numElems, 8)
+
 def StartShapeVector(builder, numElems):
     return TensorStartShapeVector(builder, numElems)
-def TensorAddStrides(builder, strides): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(strides), 0)
+
+def TensorAddStrides(builder, strides):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(strides), 0)
+
 def AddStrides(builder, strides):
-    return TensorAddStrides(builder, strides)
-def TensorStartStridesVector(builder, numElems): return builder.StartVector(8, numElems, 8)
+    TensorAddStrides(builder, strides)
+
+def TensorStartStridesVector(builder, numElems):
+    return builder.StartVector(8, numElems, 8)
+
 def StartStridesVector(builder, numElems):
     return TensorStartStridesVector(builder, numElems)
-def TensorAddDataOffset(builder, dataOffset): builder.PrependUint64Slot(3, dataOffset, 0)
+
+def TensorAddDataOffset(builder, dataOffset):
+    builder.PrependUint64Slot(3, dataOffset, 0)
+
 def AddDataOffset(builder, dataOffset):
-    return TensorAddDataOffset(builder, dataOffset)
-def TensorAddDataSize(builder, dataSize): builder.PrependUint64Slot(4, dataSize, 0)
+    TensorAddDataOffset(builder, dataOffset)
+
+def TensorAddDataSize(builder, dataSize):
+    builder.PrependUint64Slot(4, dataSize, 0)
+
 def AddDataSize(builder, dataSize):
-    return TensorAddDataSize(builder, dataSize)
-def TensorAddSeq(builder, seq): builder.PrependUint64Slot(5, seq, 0)
+    TensorAddDataSize(builder, dataSize)
+
+def TensorAddSeq(builder, seq):
+    builder.PrependUint64Slot(5, seq, 0)
+
 def AddSeq(builder, seq):
-    return TensorAddSeq(builder, seq)
-def TensorAddTimestampNs(builder, timestampNs): builder.PrependUint64Slot(6, timestampNs, 0)
+    TensorAddSeq(builder, seq)
+
+def TensorAddTimestampNs(builder, timestampNs):
+    builder.PrependUint64Slot(6, timestampNs, 0)
+
 def AddTimestampNs(builder, timestampNs):
-    return TensorAddTimestampNs(builder, timestampNs)
-def TensorEnd(builder): return builder.EndObject()
+    TensorAddTimestampNs(builder, timestampNs)
+
+def TensorEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return TensorEnd(builder)

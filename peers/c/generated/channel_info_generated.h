@@ -8,9 +8,9 @@
 
 // Ensure the included flatbuffers.h is the same version as when this file was
 // generated, otherwise it may not be compatible.
-static_assert(FLATBUFFERS_VERSION_MAJOR == 2 &&
-              FLATBUFFERS_VERSION_MINOR == 0 &&
-              FLATBUFFERS_VERSION_REVISION == 8,
+static_assert(FLATBUFFERS_VERSION_MAJOR == 25 &&
+              FLATBUFFERS_VERSION_MINOR == 12 &&
+              FLATBUFFERS_VERSION_REVISION == 19,
              "Non-compatible flatbuffers version included");
 
 #include "common_generated.h"
@@ -53,30 +53,37 @@ inline const char * const *EnumNamesChannelKind() {
 }
 
 inline const char *EnumNameChannelKind(ChannelKind e) {
-  if (flatbuffers::IsOutRange(e, ChannelKind::Unknown, ChannelKind::Spsc)) return "";
+  if (::flatbuffers::IsOutRange(e, ChannelKind::Unknown, ChannelKind::Spsc)) return "";
   const size_t index = static_cast<size_t>(e);
   return EnumNamesChannelKind()[index];
 }
 
-struct KeyValue FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+struct KeyValue FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   typedef KeyValueBuilder Builder;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
     VT_KEY = 4,
     VT_VALUE = 6
   };
-  const flatbuffers::String *key() const {
-    return GetPointer<const flatbuffers::String *>(VT_KEY);
+  const ::flatbuffers::String *key() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_KEY);
   }
-  bool KeyCompareLessThan(const KeyValue *o) const {
+  bool KeyCompareLessThan(const KeyValue * const o) const {
     return *key() < *o->key();
   }
   int KeyCompareWithValue(const char *_key) const {
     return strcmp(key()->c_str(), _key);
   }
-  const flatbuffers::String *value() const {
-    return GetPointer<const flatbuffers::String *>(VT_VALUE);
+  template<typename StringType>
+  int KeyCompareWithValue(const StringType& _key) const {
+    if (key()->c_str() < _key) return -1;
+    if (_key < key()->c_str()) return 1;
+    return 0;
   }
-  bool Verify(flatbuffers::Verifier &verifier) const {
+  const ::flatbuffers::String *value() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_VALUE);
+  }
+  template <bool B = false>
+  bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyOffsetRequired(verifier, VT_KEY) &&
            verifier.VerifyString(key()) &&
@@ -88,38 +95,38 @@ struct KeyValue FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
 
 struct KeyValueBuilder {
   typedef KeyValue Table;
-  flatbuffers::FlatBufferBuilder &fbb_;
-  flatbuffers::uoffset_t start_;
-  void add_key(flatbuffers::Offset<flatbuffers::String> key) {
+  ::flatbuffers::FlatBufferBuilder &fbb_;
+  ::flatbuffers::uoffset_t start_;
+  void add_key(::flatbuffers::Offset<::flatbuffers::String> key) {
     fbb_.AddOffset(KeyValue::VT_KEY, key);
   }
-  void add_value(flatbuffers::Offset<flatbuffers::String> value) {
+  void add_value(::flatbuffers::Offset<::flatbuffers::String> value) {
     fbb_.AddOffset(KeyValue::VT_VALUE, value);
   }
-  explicit KeyValueBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+  explicit KeyValueBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
   }
-  flatbuffers::Offset<KeyValue> Finish() {
+  ::flatbuffers::Offset<KeyValue> Finish() {
     const auto end = fbb_.EndTable(start_);
-    auto o = flatbuffers::Offset<KeyValue>(end);
+    auto o = ::flatbuffers::Offset<KeyValue>(end);
     fbb_.Required(o, KeyValue::VT_KEY);
     return o;
   }
 };
 
-inline flatbuffers::Offset<KeyValue> CreateKeyValue(
-    flatbuffers::FlatBufferBuilder &_fbb,
-    flatbuffers::Offset<flatbuffers::String> key = 0,
-    flatbuffers::Offset<flatbuffers::String> value = 0) {
+inline ::flatbuffers::Offset<KeyValue> CreateKeyValue(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
+    ::flatbuffers::Offset<::flatbuffers::String> key = 0,
+    ::flatbuffers::Offset<::flatbuffers::String> value = 0) {
   KeyValueBuilder builder_(_fbb);
   builder_.add_value(value);
   builder_.add_key(key);
   return builder_.Finish();
 }
 
-inline flatbuffers::Offset<KeyValue> CreateKeyValueDirect(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<KeyValue> CreateKeyValueDirect(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     const char *key = nullptr,
     const char *value = nullptr) {
   auto key__ = key ? _fbb.CreateString(key) : 0;
@@ -132,7 +139,7 @@ inline flatbuffers::Offset<KeyValue> CreateKeyValueDirect(
 
 /// The schema every message of the channel follows, identified so that a peer can check it
 /// without the .fbs text (docs/protocol.md, "Payload schema identity").
-struct PayloadSchema FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+struct PayloadSchema FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   typedef PayloadSchemaBuilder Builder;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
     VT_NAME = 4,
@@ -142,26 +149,27 @@ struct PayloadSchema FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
     VT_BFBS = 12
   };
   /// fully qualified root table, e.g. "shmchan.fb.Frame"
-  const flatbuffers::String *name() const {
-    return GetPointer<const flatbuffers::String *>(VT_NAME);
+  const ::flatbuffers::String *name() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_NAME);
   }
   /// the schema's 4-character file_identifier ("" when it has none)
-  const flatbuffers::String *file_identifier() const {
-    return GetPointer<const flatbuffers::String *>(VT_FILE_IDENTIFIER);
+  const ::flatbuffers::String *file_identifier() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_FILE_IDENTIFIER);
   }
   /// FNV-1a 64 of `signature`: equal fingerprints mean identical signatures
   uint64_t fingerprint() const {
     return GetField<uint64_t>(VT_FINGERPRINT, 0);
   }
   /// canonical text: one line per enum value, struct and table field (docs/protocol.md)
-  const flatbuffers::String *signature() const {
-    return GetPointer<const flatbuffers::String *>(VT_SIGNATURE);
+  const ::flatbuffers::String *signature() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_SIGNATURE);
   }
   /// optional: the whole reflection schema (flatc --binary --schema), for generic tools
-  const flatbuffers::Vector<uint8_t> *bfbs() const {
-    return GetPointer<const flatbuffers::Vector<uint8_t> *>(VT_BFBS);
+  const ::flatbuffers::Vector<uint8_t> *bfbs() const {
+    return GetPointer<const ::flatbuffers::Vector<uint8_t> *>(VT_BFBS);
   }
-  bool Verify(flatbuffers::Verifier &verifier) const {
+  template <bool B = false>
+  bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyOffset(verifier, VT_NAME) &&
            verifier.VerifyString(name()) &&
@@ -178,41 +186,41 @@ struct PayloadSchema FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
 
 struct PayloadSchemaBuilder {
   typedef PayloadSchema Table;
-  flatbuffers::FlatBufferBuilder &fbb_;
-  flatbuffers::uoffset_t start_;
-  void add_name(flatbuffers::Offset<flatbuffers::String> name) {
+  ::flatbuffers::FlatBufferBuilder &fbb_;
+  ::flatbuffers::uoffset_t start_;
+  void add_name(::flatbuffers::Offset<::flatbuffers::String> name) {
     fbb_.AddOffset(PayloadSchema::VT_NAME, name);
   }
-  void add_file_identifier(flatbuffers::Offset<flatbuffers::String> file_identifier) {
+  void add_file_identifier(::flatbuffers::Offset<::flatbuffers::String> file_identifier) {
     fbb_.AddOffset(PayloadSchema::VT_FILE_IDENTIFIER, file_identifier);
   }
   void add_fingerprint(uint64_t fingerprint) {
     fbb_.AddElement<uint64_t>(PayloadSchema::VT_FINGERPRINT, fingerprint, 0);
   }
-  void add_signature(flatbuffers::Offset<flatbuffers::String> signature) {
+  void add_signature(::flatbuffers::Offset<::flatbuffers::String> signature) {
     fbb_.AddOffset(PayloadSchema::VT_SIGNATURE, signature);
   }
-  void add_bfbs(flatbuffers::Offset<flatbuffers::Vector<uint8_t>> bfbs) {
+  void add_bfbs(::flatbuffers::Offset<::flatbuffers::Vector<uint8_t>> bfbs) {
     fbb_.AddOffset(PayloadSchema::VT_BFBS, bfbs);
   }
-  explicit PayloadSchemaBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+  explicit PayloadSchemaBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
   }
-  flatbuffers::Offset<PayloadSchema> Finish() {
+  ::flatbuffers::Offset<PayloadSchema> Finish() {
     const auto end = fbb_.EndTable(start_);
-    auto o = flatbuffers::Offset<PayloadSchema>(end);
+    auto o = ::flatbuffers::Offset<PayloadSchema>(end);
     return o;
   }
 };
 
-inline flatbuffers::Offset<PayloadSchema> CreatePayloadSchema(
-    flatbuffers::FlatBufferBuilder &_fbb,
-    flatbuffers::Offset<flatbuffers::String> name = 0,
-    flatbuffers::Offset<flatbuffers::String> file_identifier = 0,
+inline ::flatbuffers::Offset<PayloadSchema> CreatePayloadSchema(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
+    ::flatbuffers::Offset<::flatbuffers::String> name = 0,
+    ::flatbuffers::Offset<::flatbuffers::String> file_identifier = 0,
     uint64_t fingerprint = 0,
-    flatbuffers::Offset<flatbuffers::String> signature = 0,
-    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> bfbs = 0) {
+    ::flatbuffers::Offset<::flatbuffers::String> signature = 0,
+    ::flatbuffers::Offset<::flatbuffers::Vector<uint8_t>> bfbs = 0) {
   PayloadSchemaBuilder builder_(_fbb);
   builder_.add_fingerprint(fingerprint);
   builder_.add_bfbs(bfbs);
@@ -222,8 +230,8 @@ inline flatbuffers::Offset<PayloadSchema> CreatePayloadSchema(
   return builder_.Finish();
 }
 
-inline flatbuffers::Offset<PayloadSchema> CreatePayloadSchemaDirect(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<PayloadSchema> CreatePayloadSchemaDirect(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     const char *name = nullptr,
     const char *file_identifier = nullptr,
     uint64_t fingerprint = 0,
@@ -242,7 +250,7 @@ inline flatbuffers::Offset<PayloadSchema> CreatePayloadSchemaDirect(
       bfbs__);
 }
 
-struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   typedef ChannelInfoBuilder Builder;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
     VT_KIND = 4,
@@ -275,14 +283,15 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   shmchan::fb::DType dtype() const {
     return static_cast<shmchan::fb::DType>(GetField<uint8_t>(VT_DTYPE, 0));
   }
-  const flatbuffers::Vector<int64_t> *shape() const {
-    return GetPointer<const flatbuffers::Vector<int64_t> *>(VT_SHAPE);
+  const ::flatbuffers::Vector<int64_t> *shape() const {
+    return GetPointer<const ::flatbuffers::Vector<int64_t> *>(VT_SHAPE);
   }
   /// free-form user metadata, sorted by key
-  const flatbuffers::Vector<flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata() const {
-    return GetPointer<const flatbuffers::Vector<flatbuffers::Offset<shmchan::fb::KeyValue>> *>(VT_METADATA);
+  const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata() const {
+    return GetPointer<const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *>(VT_METADATA);
   }
-  bool Verify(flatbuffers::Verifier &verifier) const {
+  template <bool B = false>
+  bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyField<uint8_t>(verifier, VT_KIND, 1) &&
            VerifyField<uint64_t>(verifier, VT_SLOT_SIZE, 8) &&
@@ -302,8 +311,8 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
 
 struct ChannelInfoBuilder {
   typedef ChannelInfo Table;
-  flatbuffers::FlatBufferBuilder &fbb_;
-  flatbuffers::uoffset_t start_;
+  ::flatbuffers::FlatBufferBuilder &fbb_;
+  ::flatbuffers::uoffset_t start_;
   void add_kind(shmchan::fb::ChannelKind kind) {
     fbb_.AddElement<uint8_t>(ChannelInfo::VT_KIND, static_cast<uint8_t>(kind), 1);
   }
@@ -316,39 +325,39 @@ struct ChannelInfoBuilder {
   void add_slot_align(uint32_t slot_align) {
     fbb_.AddElement<uint32_t>(ChannelInfo::VT_SLOT_ALIGN, slot_align, 0);
   }
-  void add_payload(flatbuffers::Offset<shmchan::fb::PayloadSchema> payload) {
+  void add_payload(::flatbuffers::Offset<shmchan::fb::PayloadSchema> payload) {
     fbb_.AddOffset(ChannelInfo::VT_PAYLOAD, payload);
   }
   void add_dtype(shmchan::fb::DType dtype) {
     fbb_.AddElement<uint8_t>(ChannelInfo::VT_DTYPE, static_cast<uint8_t>(dtype), 0);
   }
-  void add_shape(flatbuffers::Offset<flatbuffers::Vector<int64_t>> shape) {
+  void add_shape(::flatbuffers::Offset<::flatbuffers::Vector<int64_t>> shape) {
     fbb_.AddOffset(ChannelInfo::VT_SHAPE, shape);
   }
-  void add_metadata(flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata) {
+  void add_metadata(::flatbuffers::Offset<::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata) {
     fbb_.AddOffset(ChannelInfo::VT_METADATA, metadata);
   }
-  explicit ChannelInfoBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+  explicit ChannelInfoBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
   }
-  flatbuffers::Offset<ChannelInfo> Finish() {
+  ::flatbuffers::Offset<ChannelInfo> Finish() {
     const auto end = fbb_.EndTable(start_);
-    auto o = flatbuffers::Offset<ChannelInfo>(end);
+    auto o = ::flatbuffers::Offset<ChannelInfo>(end);
     return o;
   }
 };
 
-inline flatbuffers::Offset<ChannelInfo> CreateChannelInfo(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<ChannelInfo> CreateChannelInfo(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     shmchan::fb::ChannelKind kind = shmchan::fb::ChannelKind::Spsc,
     uint64_t slot_size = 0,
     uint32_t capacity = 0,
     uint32_t slot_align = 0,
-    flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
+    ::flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
-    flatbuffers::Offset<flatbuffers::Vector<int64_t>> shape = 0,
-    flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata = 0) {
+    ::flatbuffers::Offset<::flatbuffers::Vector<int64_t>> shape = 0,
+    ::flatbuffers::Offset<::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata = 0) {
   ChannelInfoBuilder builder_(_fbb);
   builder_.add_slot_size(slot_size);
   builder_.add_metadata(metadata);
@@ -361,16 +370,16 @@ inline flatbuffers::Offset<ChannelInfo> CreateChannelInfo(
   return builder_.Finish();
 }
 
-inline flatbuffers::Offset<ChannelInfo> CreateChannelInfoDirect(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<ChannelInfo> CreateChannelInfoDirect(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     shmchan::fb::ChannelKind kind = shmchan::fb::ChannelKind::Spsc,
     uint64_t slot_size = 0,
     uint32_t capacity = 0,
     uint32_t slot_align = 0,
-    flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
+    ::flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
     const std::vector<int64_t> *shape = nullptr,
-    std::vector<flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata = nullptr) {
+    std::vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata = nullptr) {
   auto shape__ = shape ? _fbb.CreateVector<int64_t>(*shape) : 0;
   auto metadata__ = metadata ? _fbb.CreateVectorOfSortedTables<shmchan::fb::KeyValue>(metadata) : 0;
   return shmchan::fb::CreateChannelInfo(
@@ -386,11 +395,11 @@ inline flatbuffers::Offset<ChannelInfo> CreateChannelInfoDirect(
 }
 
 inline const shmchan::fb::ChannelInfo *GetChannelInfo(const void *buf) {
-  return flatbuffers::GetRoot<shmchan::fb::ChannelInfo>(buf);
+  return ::flatbuffers::GetRoot<shmchan::fb::ChannelInfo>(buf);
 }
 
 inline const shmchan::fb::ChannelInfo *GetSizePrefixedChannelInfo(const void *buf) {
-  return flatbuffers::GetSizePrefixedRoot<shmchan::fb::ChannelInfo>(buf);
+  return ::flatbuffers::GetSizePrefixedRoot<shmchan::fb::ChannelInfo>(buf);
 }
 
 inline const char *ChannelInfoIdentifier() {
@@ -398,23 +407,25 @@ inline const char *ChannelInfoIdentifier() {
 }
 
 inline bool ChannelInfoBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, ChannelInfoIdentifier());
 }
 
 inline bool SizePrefixedChannelInfoBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, ChannelInfoIdentifier(), true);
 }
 
+template <bool B = false>
 inline bool VerifyChannelInfoBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifyBuffer<shmchan::fb::ChannelInfo>(ChannelInfoIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifyBuffer<shmchan::fb::ChannelInfo>(ChannelInfoIdentifier());
 }
 
+template <bool B = false>
 inline bool VerifySizePrefixedChannelInfoBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifySizePrefixedBuffer<shmchan::fb::ChannelInfo>(ChannelInfoIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifySizePrefixedBuffer<shmchan::fb::ChannelInfo>(ChannelInfoIdentifier());
 }
 
 inline const char *ChannelInfoExtension() {
@@ -422,14 +433,14 @@ inline const char *ChannelInfoExtension() {
 }
 
 inline void FinishChannelInfoBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::ChannelInfo> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::ChannelInfo> root) {
   fbb.Finish(root, ChannelInfoIdentifier());
 }
 
 inline void FinishSizePrefixedChannelInfoBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::ChannelInfo> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::ChannelInfo> root) {
   fbb.FinishSizePrefixed(root, ChannelInfoIdentifier());
 }
 

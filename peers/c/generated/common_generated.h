@@ -8,9 +8,9 @@
 
 // Ensure the included flatbuffers.h is the same version as when this file was
 // generated, otherwise it may not be compatible.
-static_assert(FLATBUFFERS_VERSION_MAJOR == 2 &&
-              FLATBUFFERS_VERSION_MINOR == 0 &&
-              FLATBUFFERS_VERSION_REVISION == 8,
+static_assert(FLATBUFFERS_VERSION_MAJOR == 25 &&
+              FLATBUFFERS_VERSION_MINOR == 12 &&
+              FLATBUFFERS_VERSION_REVISION == 19,
              "Non-compatible flatbuffers version included");
 
 namespace shmchan {
@@ -81,7 +81,7 @@ inline const char * const *EnumNamesDType() {
 }
 
 inline const char *EnumNameDType(DType e) {
-  if (flatbuffers::IsOutRange(e, DType::Unknown, DType::Complex128)) return "";
+  if (::flatbuffers::IsOutRange(e, DType::Unknown, DType::Complex128)) return "";
   const size_t index = static_cast<size_t>(e);
   return EnumNamesDType()[index];
 }

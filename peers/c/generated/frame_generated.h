@@ -8,9 +8,9 @@
 
 // Ensure the included flatbuffers.h is the same version as when this file was
 // generated, otherwise it may not be compatible.
-static_assert(FLATBUFFERS_VERSION_MAJOR == 2 &&
-              FLATBUFFERS_VERSION_MINOR == 0 &&
-              FLATBUFFERS_VERSION_REVISION == 8,
+static_assert(FLATBUFFERS_VERSION_MAJOR == 25 &&
+              FLATBUFFERS_VERSION_MINOR == 12 &&
+              FLATBUFFERS_VERSION_REVISION == 19,
              "Non-compatible flatbuffers version included");
 
 namespace shmchan {
@@ -72,7 +72,7 @@ inline const char * const *EnumNamesPixelFormat() {
 }
 
 inline const char *EnumNamePixelFormat(PixelFormat e) {
-  if (flatbuffers::IsOutRange(e, PixelFormat::Unknown, PixelFormat::I420)) return "";
+  if (::flatbuffers::IsOutRange(e, PixelFormat::Unknown, PixelFormat::I420)) return "";
   const size_t index = static_cast<size_t>(e);
   return EnumNamesPixelFormat()[index];
 }
@@ -91,26 +91,26 @@ FLATBUFFERS_MANUALLY_ALIGNED_STRUCT(8) Plane FLATBUFFERS_FINAL_CLASS {
         rows_(0) {
   }
   Plane(uint64_t _offset, uint32_t _stride, uint32_t _rows)
-      : offset_(flatbuffers::EndianScalar(_offset)),
-        stride_(flatbuffers::EndianScalar(_stride)),
-        rows_(flatbuffers::EndianScalar(_rows)) {
+      : offset_(::flatbuffers::EndianScalar(_offset)),
+        stride_(::flatbuffers::EndianScalar(_stride)),
+        rows_(::flatbuffers::EndianScalar(_rows)) {
   }
   /// from the start of the message (the slot), not from data_offset
   uint64_t offset() const {
-    return flatbuffers::EndianScalar(offset_);
+    return ::flatbuffers::EndianScalar(offset_);
   }
   /// bytes from one row start to the next (>= the row's bytes)
   uint32_t stride() const {
-    return flatbuffers::EndianScalar(stride_);
+    return ::flatbuffers::EndianScalar(stride_);
   }
   /// number of rows
   uint32_t rows() const {
-    return flatbuffers::EndianScalar(rows_);
+    return ::flatbuffers::EndianScalar(rows_);
   }
 };
 FLATBUFFERS_STRUCT_END(Plane, 16);
 
-struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+struct Frame FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   typedef FrameBuilder Builder;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
     VT_SEQ = 4,
@@ -137,8 +137,8 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   shmchan::fb::PixelFormat pixel_format() const {
     return static_cast<shmchan::fb::PixelFormat>(GetField<uint8_t>(VT_PIXEL_FORMAT, 0));
   }
-  const flatbuffers::Vector<const shmchan::fb::Plane *> *planes() const {
-    return GetPointer<const flatbuffers::Vector<const shmchan::fb::Plane *> *>(VT_PLANES);
+  const ::flatbuffers::Vector<const shmchan::fb::Plane *> *planes() const {
+    return GetPointer<const ::flatbuffers::Vector<const shmchan::fb::Plane *> *>(VT_PLANES);
   }
   /// first pixel byte, from the start of the message; a multiple of 64
   uint64_t data_offset() const {
@@ -148,7 +148,8 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   uint64_t data_size() const {
     return GetField<uint64_t>(VT_DATA_SIZE, 0);
   }
-  bool Verify(flatbuffers::Verifier &verifier) const {
+  template <bool B = false>
+  bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyField<uint64_t>(verifier, VT_SEQ, 8) &&
            VerifyField<uint64_t>(verifier, VT_TIMESTAMP_NS, 8) &&
@@ -165,8 +166,8 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
 
 struct FrameBuilder {
   typedef Frame Table;
-  flatbuffers::FlatBufferBuilder &fbb_;
-  flatbuffers::uoffset_t start_;
+  ::flatbuffers::FlatBufferBuilder &fbb_;
+  ::flatbuffers::uoffset_t start_;
   void add_seq(uint64_t seq) {
     fbb_.AddElement<uint64_t>(Frame::VT_SEQ, seq, 0);
   }
@@ -182,7 +183,7 @@ struct FrameBuilder {
   void add_pixel_format(shmchan::fb::PixelFormat pixel_format) {
     fbb_.AddElement<uint8_t>(Frame::VT_PIXEL_FORMAT, static_cast<uint8_t>(pixel_format), 0);
   }
-  void add_planes(flatbuffers::Offset<flatbuffers::Vector<const shmchan::fb::Plane *>> planes) {
+  void add_planes(::flatbuffers::Offset<::flatbuffers::Vector<const shmchan::fb::Plane *>> planes) {
     fbb_.AddOffset(Frame::VT_PLANES, planes);
   }
   void add_data_offset(uint64_t data_offset) {
@@ -191,25 +192,25 @@ struct FrameBuilder {
   void add_data_size(uint64_t data_size) {
     fbb_.AddElement<uint64_t>(Frame::VT_DATA_SIZE, data_size, 0);
   }
-  explicit FrameBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+  explicit FrameBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
   }
-  flatbuffers::Offset<Frame> Finish() {
+  ::flatbuffers::Offset<Frame> Finish() {
     const auto end = fbb_.EndTable(start_);
-    auto o = flatbuffers::Offset<Frame>(end);
+    auto o = ::flatbuffers::Offset<Frame>(end);
     return o;
   }
 };
 
-inline flatbuffers::Offset<Frame> CreateFrame(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<Frame> CreateFrame(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     uint64_t seq = 0,
     uint64_t timestamp_ns = 0,
     uint32_t width = 0,
     uint32_t height = 0,
     shmchan::fb::PixelFormat pixel_format = shmchan::fb::PixelFormat::Unknown,
-    flatbuffers::Offset<flatbuffers::Vector<const shmchan::fb::Plane *>> planes = 0,
+    ::flatbuffers::Offset<::flatbuffers::Vector<const shmchan::fb::Plane *>> planes = 0,
     uint64_t data_offset = 0,
     uint64_t data_size = 0) {
   FrameBuilder builder_(_fbb);
@@ -224,8 +225,8 @@ inline flatbuffers::Offset<Frame> CreateFrame(
   return builder_.Finish();
 }
 
-inline flatbuffers::Offset<Frame> CreateFrameDirect(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<Frame> CreateFrameDirect(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     uint64_t seq = 0,
     uint64_t timestamp_ns = 0,
     uint32_t width = 0,
@@ -248,11 +249,11 @@ inline flatbuffers::Offset<Frame> CreateFrameDirect(
 }
 
 inline const shmchan::fb::Frame *GetFrame(const void *buf) {
-  return flatbuffers::GetRoot<shmchan::fb::Frame>(buf);
+  return ::flatbuffers::GetRoot<shmchan::fb::Frame>(buf);
 }
 
 inline const shmchan::fb::Frame *GetSizePrefixedFrame(const void *buf) {
-  return flatbuffers::GetSizePrefixedRoot<shmchan::fb::Frame>(buf);
+  return ::flatbuffers::GetSizePrefixedRoot<shmchan::fb::Frame>(buf);
 }
 
 inline const char *FrameIdentifier() {
@@ -260,23 +261,25 @@ inline const char *FrameIdentifier() {
 }
 
 inline bool FrameBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, FrameIdentifier());
 }
 
 inline bool SizePrefixedFrameBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, FrameIdentifier(), true);
 }
 
+template <bool B = false>
 inline bool VerifyFrameBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifyBuffer<shmchan::fb::Frame>(FrameIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifyBuffer<shmchan::fb::Frame>(FrameIdentifier());
 }
 
+template <bool B = false>
 inline bool VerifySizePrefixedFrameBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifySizePrefixedBuffer<shmchan::fb::Frame>(FrameIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifySizePrefixedBuffer<shmchan::fb::Frame>(FrameIdentifier());
 }
 
 inline const char *FrameExtension() {
@@ -284,14 +287,14 @@ inline const char *FrameExtension() {
 }
 
 inline void FinishFrameBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::Frame> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::Frame> root) {
   fbb.Finish(root, FrameIdentifier());
 }
 
 inline void FinishSizePrefixedFrameBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::Frame> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::Frame> root) {
   fbb.FinishSizePrefixed(root, FrameIdentifier());
 }
 

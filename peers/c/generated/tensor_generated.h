@@ -8,9 +8,9 @@
 
 // Ensure the included flatbuffers.h is the same version as when this file was
 // generated, otherwise it may not be compatible.
-static_assert(FLATBUFFERS_VERSION_MAJOR == 2 &&
-              FLATBUFFERS_VERSION_MINOR == 0 &&
-              FLATBUFFERS_VERSION_REVISION == 8,
+static_assert(FLATBUFFERS_VERSION_MAJOR == 25 &&
+              FLATBUFFERS_VERSION_MINOR == 12 &&
+              FLATBUFFERS_VERSION_REVISION == 19,
              "Non-compatible flatbuffers version included");
 
 #include "common_generated.h"
@@ -21,7 +21,7 @@ namespace fb {
 struct Tensor;
 struct TensorBuilder;
 
-struct Tensor FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
+struct Tensor FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   typedef TensorBuilder Builder;
   enum FlatBuffersVTableOffset FLATBUFFERS_VTABLE_UNDERLYING_TYPE {
     VT_DTYPE = 4,
@@ -36,12 +36,12 @@ struct Tensor FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
     return static_cast<shmchan::fb::DType>(GetField<uint8_t>(VT_DTYPE, 0));
   }
   /// elements per dimension
-  const flatbuffers::Vector<uint64_t> *shape() const {
-    return GetPointer<const flatbuffers::Vector<uint64_t> *>(VT_SHAPE);
+  const ::flatbuffers::Vector<uint64_t> *shape() const {
+    return GetPointer<const ::flatbuffers::Vector<uint64_t> *>(VT_SHAPE);
   }
   /// bytes between consecutive elements of each dimension (little-endian elements)
-  const flatbuffers::Vector<int64_t> *strides() const {
-    return GetPointer<const flatbuffers::Vector<int64_t> *>(VT_STRIDES);
+  const ::flatbuffers::Vector<int64_t> *strides() const {
+    return GetPointer<const ::flatbuffers::Vector<int64_t> *>(VT_STRIDES);
   }
   /// first element, from the start of the message; a multiple of 64
   uint64_t data_offset() const {
@@ -57,7 +57,8 @@ struct Tensor FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
   uint64_t timestamp_ns() const {
     return GetField<uint64_t>(VT_TIMESTAMP_NS, 0);
   }
-  bool Verify(flatbuffers::Verifier &verifier) const {
+  template <bool B = false>
+  bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
            VerifyField<uint8_t>(verifier, VT_DTYPE, 1) &&
            VerifyOffset(verifier, VT_SHAPE) &&
@@ -74,15 +75,15 @@ struct Tensor FLATBUFFERS_FINAL_CLASS : private flatbuffers::Table {
 
 struct TensorBuilder {
   typedef Tensor Table;
-  flatbuffers::FlatBufferBuilder &fbb_;
-  flatbuffers::uoffset_t start_;
+  ::flatbuffers::FlatBufferBuilder &fbb_;
+  ::flatbuffers::uoffset_t start_;
   void add_dtype(shmchan::fb::DType dtype) {
     fbb_.AddElement<uint8_t>(Tensor::VT_DTYPE, static_cast<uint8_t>(dtype), 0);
   }
-  void add_shape(flatbuffers::Offset<flatbuffers::Vector<uint64_t>> shape) {
+  void add_shape(::flatbuffers::Offset<::flatbuffers::Vector<uint64_t>> shape) {
     fbb_.AddOffset(Tensor::VT_SHAPE, shape);
   }
-  void add_strides(flatbuffers::Offset<flatbuffers::Vector<int64_t>> strides) {
+  void add_strides(::flatbuffers::Offset<::flatbuffers::Vector<int64_t>> strides) {
     fbb_.AddOffset(Tensor::VT_STRIDES, strides);
   }
   void add_data_offset(uint64_t data_offset) {
@@ -97,22 +98,22 @@ struct TensorBuilder {
   void add_timestamp_ns(uint64_t timestamp_ns) {
     fbb_.AddElement<uint64_t>(Tensor::VT_TIMESTAMP_NS, timestamp_ns, 0);
   }
-  explicit TensorBuilder(flatbuffers::FlatBufferBuilder &_fbb)
+  explicit TensorBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
   }
-  flatbuffers::Offset<Tensor> Finish() {
+  ::flatbuffers::Offset<Tensor> Finish() {
     const auto end = fbb_.EndTable(start_);
-    auto o = flatbuffers::Offset<Tensor>(end);
+    auto o = ::flatbuffers::Offset<Tensor>(end);
     return o;
   }
 };
 
-inline flatbuffers::Offset<Tensor> CreateTensor(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<Tensor> CreateTensor(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
-    flatbuffers::Offset<flatbuffers::Vector<uint64_t>> shape = 0,
-    flatbuffers::Offset<flatbuffers::Vector<int64_t>> strides = 0,
+    ::flatbuffers::Offset<::flatbuffers::Vector<uint64_t>> shape = 0,
+    ::flatbuffers::Offset<::flatbuffers::Vector<int64_t>> strides = 0,
     uint64_t data_offset = 0,
     uint64_t data_size = 0,
     uint64_t seq = 0,
@@ -128,8 +129,8 @@ inline flatbuffers::Offset<Tensor> CreateTensor(
   return builder_.Finish();
 }
 
-inline flatbuffers::Offset<Tensor> CreateTensorDirect(
-    flatbuffers::FlatBufferBuilder &_fbb,
+inline ::flatbuffers::Offset<Tensor> CreateTensorDirect(
+    ::flatbuffers::FlatBufferBuilder &_fbb,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
     const std::vector<uint64_t> *shape = nullptr,
     const std::vector<int64_t> *strides = nullptr,
@@ -151,11 +152,11 @@ inline flatbuffers::Offset<Tensor> CreateTensorDirect(
 }
 
 inline const shmchan::fb::Tensor *GetTensor(const void *buf) {
-  return flatbuffers::GetRoot<shmchan::fb::Tensor>(buf);
+  return ::flatbuffers::GetRoot<shmchan::fb::Tensor>(buf);
 }
 
 inline const shmchan::fb::Tensor *GetSizePrefixedTensor(const void *buf) {
-  return flatbuffers::GetSizePrefixedRoot<shmchan::fb::Tensor>(buf);
+  return ::flatbuffers::GetSizePrefixedRoot<shmchan::fb::Tensor>(buf);
 }
 
 inline const char *TensorIdentifier() {
@@ -163,23 +164,25 @@ inline const char *TensorIdentifier() {
 }
 
 inline bool TensorBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, TensorIdentifier());
 }
 
 inline bool SizePrefixedTensorBufferHasIdentifier(const void *buf) {
-  return flatbuffers::BufferHasIdentifier(
+  return ::flatbuffers::BufferHasIdentifier(
       buf, TensorIdentifier(), true);
 }
 
+template <bool B = false>
 inline bool VerifyTensorBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifyBuffer<shmchan::fb::Tensor>(TensorIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifyBuffer<shmchan::fb::Tensor>(TensorIdentifier());
 }
 
+template <bool B = false>
 inline bool VerifySizePrefixedTensorBuffer(
-    flatbuffers::Verifier &verifier) {
-  return verifier.VerifySizePrefixedBuffer<shmchan::fb::Tensor>(TensorIdentifier());
+    ::flatbuffers::VerifierTemplate<B> &verifier) {
+  return verifier.template VerifySizePrefixedBuffer<shmchan::fb::Tensor>(TensorIdentifier());
 }
 
 inline const char *TensorExtension() {
@@ -187,14 +190,14 @@ inline const char *TensorExtension() {
 }
 
 inline void FinishTensorBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::Tensor> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::Tensor> root) {
   fbb.Finish(root, TensorIdentifier());
 }
 
 inline void FinishSizePrefixedTensorBuffer(
-    flatbuffers::FlatBufferBuilder &fbb,
-    flatbuffers::Offset<shmchan::fb::Tensor> root) {
+    ::flatbuffers::FlatBufferBuilder &fbb,
+    ::flatbuffers::Offset<shmchan::fb::Tensor> root) {
   fbb.FinishSizePrefixed(root, TensorIdentifier());
 }
 

@@ -151,8 +151,11 @@ pub fn decode_frame(msg: &[u8]) -> Result<FrameRef<'_>> {
         return bad(format!("pixels [{off}, +{size}) outside the message of {}", msg.len()));
     }
     let expect = plane_layout(f.pixel_format(), f.width(), f.height())?;
-    let planes: Vec<(u64, u32, u32)> =
-        f.planes().unwrap_or(&[]).iter().map(|p| (p.offset(), p.stride(), p.rows())).collect();
+    // flatbuffers 25.x: a vector of structs is a `flatbuffers::Vector` (it was a slice in 2.x).
+    let planes: Vec<(u64, u32, u32)> = f
+        .planes()
+        .map(|v| v.iter().map(|p| (p.offset(), p.stride(), p.rows())).collect())
+        .unwrap_or_default();
     if planes.len() != expect.len() {
         return bad(format!("{} planes, the format has {}", planes.len(), expect.len()));
     }

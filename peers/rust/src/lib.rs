@@ -38,7 +38,7 @@ pub mod tensor;
 #[allow(warnings, clippy::all)]
 #[path = "generated/common_generated.rs"]
 mod common_raw;
-/// flatc 2.0.8 makes included files `use crate::<file>_generated::*` and expects the included
+/// flatc (25.12.19) makes included files `use crate::<file>_generated::*` and expects the included
 /// types at that path's top level; this shim puts them there.
 mod common_generated {
     #[allow(unused_imports)]

@@ -161,45 +161,86 @@ class Schema(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         return o == 0
 
-def SchemaStart(builder): builder.StartObject(8)
+def SchemaStart(builder):
+    builder.StartObject(8)
+
 def Start(builder):
-    return SchemaStart(builder)
-def SchemaAddObjects(builder, objects): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(objects), 0)
+    SchemaStart(builder)
+
+def SchemaAddObjects(builder, objects):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(objects), 0)
+
 def AddObjects(builder, objects):
-    return SchemaAddObjects(builder, objects)
-def SchemaStartObjectsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+    SchemaAddObjects(builder, objects)
+
+def SchemaStartObjectsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StartObjectsVector(builder, numElems):
     return SchemaStartObjectsVector(builder, numElems)
-def SchemaAddEnums(builder, enums): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(enums), 0)
+
+def SchemaAddEnums(builder, enums):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(enums), 0)
+
 def AddEnums(builder, enums):
-    return SchemaAddEnums(builder, enums)
-def SchemaStartEnumsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+    SchemaAddEnums(builder, enums)
+
+def SchemaStartEnumsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StartEnumsVector(builder, numElems):
     return SchemaStartEnumsVector(builder, numElems)
-def SchemaAddFileIdent(builder, fileIdent): builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(fileIdent), 0)
+
+def SchemaAddFileIdent(builder, fileIdent):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(fileIdent), 0)
+
 def AddFileIdent(builder, fileIdent):
-    return SchemaAddFileIdent(builder, fileIdent)
-def SchemaAddFileExt(builder, fileExt): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(fileExt), 0)
+    SchemaAddFileIdent(builder, fileIdent)
+
+def SchemaAddFileExt(builder, fileExt):
+    builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(fileExt), 0)
+
 def AddFileExt(builder, fileExt):
-    return SchemaAddFileExt(builder, fileExt)
-def SchemaAddRootTable(builder, rootTable): builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(rootTable), 0)
+    SchemaAddFileExt(builder, fileExt)
+
+def SchemaAddRootTable(builder, rootTable):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(rootTable), 0)
+
 def AddRootTable(builder, rootTable):
-    return SchemaAddRootTable(builder, rootTable)
-def SchemaAddServices(builder, services): builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(services), 0)
+    SchemaAddRootTable(builder, rootTable)
+
+def SchemaAddServices(builder, services):
+    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(services), 0)
+
 def AddServices(builder, services):
-    return SchemaAddServices(builder, services)
-def SchemaStartServicesVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+    SchemaAddServices(builder, services)
+
+def SchemaStartServicesVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StartServicesVector(builder, numElems):
     return SchemaStartServicesVector(builder, numElems)
-def SchemaAddAdvancedFeatures(builder, advancedFeatures): builder.PrependUint64Slot(6, advancedFeatures, 0)
+
+def SchemaAddAdvancedFeatures(builder, advancedFeatures):
+    builder.PrependUint64Slot(6, advancedFeatures, 0)
+
 def AddAdvancedFeatures(builder, advancedFeatures):
-    return SchemaAddAdvancedFeatures(builder, advancedFeatures)
-def SchemaAddFbsFiles(builder, fbsFiles): builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(fbsFiles), 0)
+    SchemaAddAdvancedFeatures(builder, advancedFeatures)
+
+def SchemaAddFbsFiles(builder, fbsFiles):
+    builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(fbsFiles), 0)
+
 def AddFbsFiles(builder, fbsFiles):
-    return SchemaAddFbsFiles(builder, fbsFiles)
-def SchemaStartFbsFilesVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+    SchemaAddFbsFiles(builder, fbsFiles)
+
+def SchemaStartFbsFilesVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StartFbsFilesVector(builder, numElems):
     return SchemaStartFbsFilesVector(builder, numElems)
-def SchemaEnd(builder): return builder.EndObject()
+
+def SchemaEnd(builder):
+    return builder.EndObject()
+
 def End(builder):
     return SchemaEnd(builder)
