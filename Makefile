@@ -26,10 +26,12 @@ clean:
 # untouched) and installed non-editable into $(ASAN_VENV); the suite then runs with gcc's libasan
 # preloaded into every Python process (the msgspec pattern). PYTHONSAFEPATH keeps the source tree
 # off sys.path, so the tests import the sanitized build; a check below makes sure of it.
+# handle_sigbus=0: a SIGBUS (a truncated segment) must reach shmchan's own guard or kill the process
+# as it would without ASan; ASan's handler would turn it into a report and another exit status.
 PYTHON3 ?= python3
 ASAN_VENV ?= .venv-asan
 ASAN_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc PYTHONSAFEPATH=1 \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
+	ASAN_OPTIONS=detect_leaks=0:handle_sigbus=0:abort_on_error=0:exitcode=99 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=98
 PYTEST_SANITIZE_ARGS ?=
 # the suite's own tools; tests that need an optional package (bench peers) skip without it

@@ -517,7 +517,7 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 		while (n < max && r->read_pos != r->cached_head) {
 			rc = take(r, &msgs[n]);
 			if (rc)
-				return rc;
+				return rc; /* the handle is poisoned: nothing taken in this call can be trusted */
 			n++;
 		}
 		if (n == max)

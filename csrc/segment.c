@@ -310,7 +310,7 @@ int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, 
 				break;
 		} else {
 			rc = -SHMCHAN_ENOTINIT;
-			shmchan_diagf(diag, "the object holds %llu bytes, less than a header",
+			shmchan_diagf(diag, "not initialised: the object holds %llu bytes, less than a header",
 				      (unsigned long long)st.st_size);
 		}
 		/*

@@ -18,6 +18,8 @@ from .channel import (
     Slot,
     Writer,
     cleanup_stale,
+    is_stale,
+    reclaim_stale,
     unlink,
 )
 from .errors import (
@@ -65,5 +67,7 @@ __all__ = [
     "Writer",
     "__version__",
     "cleanup_stale",
+    "is_stale",
+    "reclaim_stale",
     "unlink",
 ]

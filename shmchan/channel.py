@@ -48,6 +48,8 @@ __all__ = [
     "Slot",
     "Writer",
     "cleanup_stale",
+    "is_stale",
+    "reclaim_stale",
     "unlink",
 ]
 
@@ -126,6 +128,9 @@ class _Mapping:
     def __init__(self, ptr: Any) -> None:
         self.ptr: Any = ptr
         self._fin = weakref.finalize(self, lib.shmchan_close, ptr)
+        # Never unmap in the interpreter's exit pass: a daemon thread may still be inside a C call
+        # on this mapping (blocked in recv, say). The kernel unmaps at process exit anyway.
+        self._fin.atexit = False
 
     def close(self) -> None:
         self.ptr = None
@@ -133,13 +138,13 @@ class _Mapping:
 
 
 def _on_collect(desc: str, mapping: _Mapping, bufs: list[dict[int, SlotBuffer]], unlink_fn: Any) -> None:
-    """A Channel was garbage-collected without close() (or is still open at exit): release what can
-    be released, then say so (last: with -W error the warning raises)."""
+    """A Channel was garbage-collected without close() (or is still open at exit): remove the name if
+    this handle created it, then say so (last: with -W error the warning raises). The mapping is
+    released by its own finalizer once nothing refers to it -- never from here, because at exit
+    another thread may still be inside a C call on it."""
     try:
         if unlink_fn is not None:
             unlink_fn()
-        if not any(b.exports for d in bufs for b in d.values()):
-            mapping.close()
     finally:
         warnings.warn(f"unclosed shmchan channel {desc}", ResourceWarning, stacklevel=2)
 
@@ -1263,6 +1268,29 @@ def unlink(name: str) -> None:
     rc = lib.shmchan_unlink(name.encode())
     if rc:
         raise_for(rc, f"cannot unlink channel {name!r}", filename=name)
+
+
+def is_stale(name: str) -> bool:
+    """Whether channel ``name`` is stale: no process holds it open any more (its creator and every
+    peer are gone) and it has not changed for 100 ms. Raises :class:`ChannelNotFoundError` if
+    there is no such channel."""
+    check_name(name)
+    rc = lib.shmchan_is_stale(name.encode())
+    if rc < 0:
+        raise_for(rc, f"cannot tell whether channel {name!r} is stale", filename=name)
+    return bool(rc == 1)
+
+
+def reclaim_stale(name: str) -> bool:
+    """Remove channel ``name`` if it is stale and return True; return False (and touch nothing) if
+    some process holds it. Raises :class:`ChannelNotFoundError` if there is no such channel."""
+    check_name(name)
+    rc = lib.shmchan_reclaim_stale(name.encode())
+    if rc == -errno.EBUSY:
+        return False
+    if rc < 0:
+        raise_for(rc, f"cannot reclaim channel {name!r}", filename=name)
+    return True
 
 
 def cleanup_stale(*, dry_run: bool = False) -> list[str]:

@@ -635,3 +635,19 @@ def test_open_refuses_a_channel_owned_by_another_user(unique_name: str) -> None:
         with pytest.raises(shmchan.ChannelPermissionError, match="owned by uid 65534"):
             shmchan.Channel.open(unique_name)
         shmchan.Channel.open(unique_name, allow_foreign=True).close()
+
+
+def test_is_stale_and_reclaim_stale_by_name(unique_name: str, spawn) -> None:
+    """is_stale/reclaim_stale: False and untouched while in use, True and removed once the creator died."""
+    with pytest.raises(shmchan.ChannelNotFoundError):
+        shmchan.is_stale(unique_name)
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=4):
+        time.sleep(0.15)
+        assert shmchan.is_stale(unique_name) is False
+        assert shmchan.reclaim_stale(unique_name) is False
+    _kill_creator(spawn, unique_name)
+    assert shmchan.is_stale(unique_name) is True
+    assert shmchan.reclaim_stale(unique_name) is True
+    assert not os.path.exists(shm_path(unique_name))
+    with pytest.raises(shmchan.ChannelNotFoundError):
+        shmchan.reclaim_stale(unique_name)

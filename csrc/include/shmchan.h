@@ -202,7 +202,9 @@ void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
 void shmchan_reader_continue_wait(shmchan_reader *r);
 /* Takes the next message without releasing it. */
 int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg);
-/* Takes up to max messages: waits for the first, returns how many (>= 1) are in msgs. */
+/* Takes up to max messages: waits for the first, returns how many (>= 1) are in msgs. If it meets
+   corruption part-way it returns -SHMCHAN_ECORRUPT and the handle is poisoned (nothing taken in
+   that call can be trusted or released). */
 int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
 /* Releases a message taken by peek (any order; slots go back to the writer in stream order). */
 int shmchan_release(shmchan_reader *r, uint64_t pos);
