@@ -435,7 +435,7 @@ class Channel:
     def writer(self, *, spin: float | None = None) -> Writer:
         """Attach this process as the channel's one writer.
 
-        ``spin`` is how long (seconds) a blocked reserve polls before it sleeps (default 50 µs;
+        ``spin`` is how long (seconds) a blocked reserve polls before it sleeps (default 100 µs;
         ``float('inf')`` polls for the whole timeout). Raises :class:`ChannelBusyError` if a writer
         is attached anywhere.
         """

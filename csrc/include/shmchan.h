@@ -179,7 +179,7 @@ const char *shmchan_channel_diag(const shmchan_channel *ch);
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
 /* Marks the writer closed (readers then see the end of the stream) and releases its lock. */
 void shmchan_writer_close(shmchan_writer *w);
-/* How long a blocked reserve spins before it sleeps (default 50 us). */
+/* How long a blocked reserve (or peek, for the reader) spins before it sleeps (default 100 us). */
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
 /* The next blocking call continues a wait that ended with -ETIMEDOUT or -EINTR (a binding that
    waits in slices): the statistics count it as the same wait. */
