@@ -70,6 +70,7 @@ struct shmchan_writer {
 	uint32_t wake_seq; /* private copy of head_wake */
 	int continuing;    /* the next reserve continues a wait: do not count it again */
 	int64_t spin_ns;
+	int64_t polite_ns; /* spin this long before also yielding the CPU between polls */
 };
 
 struct shmchan_reader {
@@ -83,6 +84,7 @@ struct shmchan_reader {
 	uint32_t wake_seq; /* private copy of tail_wake */
 	int continuing;    /* the next peek continues a wait: do not count it again */
 	int64_t spin_ns;
+	int64_t polite_ns; /* spin this long before also yielding the CPU between polls */
 };
 
 /* diag.c-style helper (error.c) */
