@@ -9,7 +9,7 @@ ctest:
 	$(MAKE) -C csrc check-sanitize
 
 lint:
-	$(PY) -m ruff check --no-cache shmchan tests
+	$(PY) -m ruff check --no-cache shmchan tests bench
 	$(PY) -m mypy
 
 pytest:

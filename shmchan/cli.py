@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     from . import demo
 
     demo.add_parser(sub)
+    from . import bench
+
+    bench.add_parser(sub)
     from . import admin
 
     admin.add_parsers(sub)
