@@ -151,6 +151,58 @@ static void set_state(_Atomic uint32_t *state, uint32_t v)
 	shmchan_store_release32(state, v);
 }
 
+/* ---- attaching either side ---- */
+
+static int lock_of(int writer_side)
+{
+	return writer_side ? SHMCHAN_LOCK_WRITER : SHMCHAN_LOCK_READER;
+}
+
+/* The start of an attach: take the side's lock, then read both positions and check them. */
+static int begin_attach(shmchan_channel *ch, int writer_side, uint64_t *head, uint64_t *tail)
+{
+	struct shmchan_header *h = ch->hdr;
+	int rc;
+
+	if (ch->poisoned)
+		return -SHMCHAN_ECORRUPT;
+	if (writer_side ? ch->writer != NULL : ch->reader != NULL)
+		return -EBUSY;
+	rc = shmchan_lock_byte(ch->fd, lock_of(writer_side), 1);
+	if (rc)
+		return rc;
+	/* Our own position: nobody else moves it while we hold the lock (a dead predecessor may have
+	   left it anywhere, hence the check below). The peer's keeps moving. */
+	if (writer_side) {
+		*head = shmchan_read_once64(&h->head);
+		/* (E) acquire: pairs with (D) */
+		*tail = shmchan_load_acquire64(&h->tail);
+	} else {
+		*tail = shmchan_read_once64(&h->tail);
+		/* (C) acquire: pairs with (B) */
+		*head = shmchan_load_acquire64(&h->head);
+	}
+	if (*head - *tail > ch->g.capacity) {
+		shmchan_unlock_byte(ch->fd, lock_of(writer_side));
+		return shmchan_poison(ch, "corrupt positions at %s attach: head %llu, tail %llu, capacity %u",
+				      writer_side ? "writer" : "reader", (unsigned long long)*head,
+				      (unsigned long long)*tail, ch->g.capacity);
+	}
+	return 0;
+}
+
+/* The end of an attach, once the handle is ready: announce the new peer. */
+static void finish_attach(shmchan_channel *ch, int writer_side)
+{
+	struct shmchan_header *h = ch->hdr;
+	_Atomic uint64_t *gen = writer_side ? &h->writer_gen : &h->reader_gen;
+
+	shmchan_write_once32(writer_side ? &h->writer_waiting : &h->reader_waiting, 0);
+	shmchan_write_once64(gen, shmchan_read_once64(gen) + 1);
+	shmchan_write_once32(writer_side ? &h->writer_pid : &h->reader_pid, (uint32_t)getpid());
+	set_state(writer_side ? &h->writer_state : &h->reader_state, SHMCHAN_PEER_ATTACHED);
+}
+
 /* ---- writer ---- */
 
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
@@ -163,23 +215,10 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	if (!ch || !out)
 		return -EINVAL;
 	*out = NULL;
-	if (ch->poisoned)
-		return -SHMCHAN_ECORRUPT;
-	if (ch->writer)
-		return -EBUSY;
-	rc = shmchan_lock_byte(ch->fd, SHMCHAN_LOCK_WRITER, 1);
+	rc = begin_attach(ch, 1, &head, &tail);
 	if (rc)
 		return rc;
 	h = ch->hdr;
-	/* We hold the writer lock, so nobody else moves head; a dead predecessor may have left it. */
-	head = shmchan_read_once64(&h->head);
-	/* (E) acquire: pairs with (D) */
-	tail = shmchan_load_acquire64(&h->tail);
-	if (head - tail > ch->g.capacity) {
-		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
-		return shmchan_poison(ch, "corrupt positions at writer attach: head %llu, tail %llu, capacity %u",
-				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
-	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
 		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
@@ -196,10 +235,7 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	w->wake_seq = shmchan_read_once32(&h->head_wake);
 	w->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
 	w->polite_ns = polite_after_ns();
-	shmchan_write_once32(&h->writer_waiting, 0);
-	shmchan_write_once64(&h->writer_gen, shmchan_read_once64(&h->writer_gen) + 1);
-	shmchan_write_once32(&h->writer_pid, (uint32_t)getpid());
-	set_state(&h->writer_state, SHMCHAN_PEER_ATTACHED);
+	finish_attach(ch, 1);
 	ch->writer = w;
 	*out = w;
 	return 0;
@@ -283,13 +319,11 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	return 0;
 }
 
-static void sync_range(shmchan_channel *ch, uint8_t *start, uint64_t len, int flags)
+static void sync_range(uint8_t *start, uint64_t len, int flags)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t a = (uintptr_t)start & ~(page - 1);
+	uintptr_t a = (uintptr_t)start & ~((uintptr_t)shmchan_page_size() - 1);
 
 	(void)msync((void *)a, (size_t)((uintptr_t)start + len - a), flags);
-	(void)ch;
 }
 
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
@@ -317,7 +351,7 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 	w->reserved = NO_RESERVATION;
 	policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
 	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
-		sync_range(ch, ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
+		sync_range(ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
 			   policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
 	/* (B) release: payload and length before head; pairs with (C) */
 	shmchan_store_release64(&h->head, w->head);
@@ -326,7 +360,7 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 	shmchan_write_once64(&h->w_bytes, w->bytes);
 	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
 	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
-		sync_range(ch, ch->base, SHMCHAN_CONTROL_SIZE, policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+		sync_range(ch->base, SHMCHAN_CONTROL_SIZE, policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
 	return shmchan_check_truncated(ch);
 }
 
@@ -368,22 +402,10 @@ int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
 	if (!ch || !out)
 		return -EINVAL;
 	*out = NULL;
-	if (ch->poisoned)
-		return -SHMCHAN_ECORRUPT;
-	if (ch->reader)
-		return -EBUSY;
-	rc = shmchan_lock_byte(ch->fd, SHMCHAN_LOCK_READER, 1);
+	rc = begin_attach(ch, 0, &head, &tail);
 	if (rc)
 		return rc;
 	h = ch->hdr;
-	tail = shmchan_read_once64(&h->tail);
-	/* (C) acquire: pairs with (B) */
-	head = shmchan_load_acquire64(&h->head);
-	if (head - tail > ch->g.capacity) {
-		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_READER);
-		return shmchan_poison(ch, "corrupt positions at reader attach: head %llu, tail %llu, capacity %u",
-				      (unsigned long long)head, (unsigned long long)tail, ch->g.capacity);
-	}
 	r = calloc(1, sizeof(*r));
 	if (r) {
 		r->released = calloc(ch->g.capacity, 1);
@@ -407,10 +429,7 @@ int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
 	r->wake_seq = shmchan_read_once32(&h->tail_wake);
 	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
 	r->polite_ns = polite_after_ns();
-	shmchan_write_once32(&h->reader_waiting, 0);
-	shmchan_write_once64(&h->reader_gen, shmchan_read_once64(&h->reader_gen) + 1);
-	shmchan_write_once32(&h->reader_pid, (uint32_t)getpid());
-	set_state(&h->reader_state, SHMCHAN_PEER_ATTACHED);
+	finish_attach(ch, 0);
 	ch->reader = r;
 	*out = r;
 	return 0;

@@ -99,7 +99,7 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size)
 {
 	struct shmchan_geom g;
-	int rc = shmchan_geometry(cfg, 4096, &g);
+	int rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
 
 	if (rc == 0 && total_size)
 		*total_size = g.total_size;

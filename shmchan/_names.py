@@ -6,6 +6,8 @@ import mmap
 import operator
 import re
 
+from ._binding import ffi, lib
+
 __all__ = ["check_geometry", "check_name"]
 
 NAME_MAX = 247  # 255 (NAME_MAX of /dev/shm) less the "shmchan." prefix of the object
@@ -16,8 +18,6 @@ MAX_SLOT_SIZE = 1 << 40
 MIN_SLOT_ALIGN = 8
 MAX_SLOT_ALIGN = 1 << 21
 MAX_TOTAL_SIZE = 1 << 46
-CONTROL_SIZE = 1024
-PAGE_SIZE = mmap.PAGESIZE
 
 
 def check_name(name: object) -> str:
@@ -59,7 +59,7 @@ def check_geometry(slot_size: object, capacity: object, slot_align: object | Non
     """Validate a geometry; return ``(slot_size, capacity, slot_align, total_bytes)``."""
     size = _int(slot_size, "slot_size")
     cap = _int(capacity, "capacity")
-    align = PAGE_SIZE if slot_align is None else _int(slot_align, "slot_align")
+    align = mmap.PAGESIZE if slot_align is None else _int(slot_align, "slot_align")
     if size <= 0:
         raise ValueError(f"slot_size must be positive, got {size}")
     if size > MAX_SLOT_SIZE:
@@ -70,12 +70,12 @@ def check_geometry(slot_size: object, capacity: object, slot_align: object | Non
         raise ValueError(f"capacity {cap} exceeds the limit of {MAX_CAPACITY} slots")
     if not _pow2(align) or not MIN_SLOT_ALIGN <= align <= MAX_SLOT_ALIGN:
         raise ValueError(f"slot_align must be a power of two from {MIN_SLOT_ALIGN} to {MAX_SLOT_ALIGN}, got {align}")
-    stride = -(-size // align) * align
-    data_align = max(align, PAGE_SIZE)
-    data_offset = -(-(CONTROL_SIZE + 8 * cap) // data_align) * data_align
-    total = data_offset + cap * stride
-    if total > MAX_TOTAL_SIZE:
+    # The size itself comes from the C core (one formula for every language; no system call).
+    cfg = ffi.new("struct shmchan_config *", {"slot_size": size, "capacity": cap, "slot_align": align})
+    total = ffi.new("uint64_t *")
+    if lib.shmchan_layout_size(cfg, total) != 0:
         raise ValueError(
-            f"a channel of {cap} slots of {size} bytes needs {total} bytes, over the limit of {MAX_TOTAL_SIZE}"
+            f"a channel of {cap} slots of {size} bytes (aligned to {align}) is over the limit of "
+            f"{MAX_TOTAL_SIZE} bytes"
         )
-    return size, cap, align, total
+    return size, cap, align, int(total[0])

@@ -98,14 +98,17 @@ def _spin_ns(spin: float | None) -> int | None:
     return 1 << 62 if math.isinf(s) else int(s * 1e9)
 
 
-def _keep_waiting(call: Callable[[int], int], cont: Callable[[], None], rc: int, tns: int, start: int) -> int:
+def _keep_waiting(call: Callable[[int], int], cont: Callable[[], None], rc: int, tns: int) -> int:
     """Continue a wait whose first slice ended with ``rc`` until it succeeds, fails or times out.
 
     Blocking calls go to C in slices of at most 100 ms: between slices Python runs its signal
     handlers, so Ctrl-C raises ``KeyboardInterrupt`` promptly even when the wait has no timeout
     (and even when the signal was delivered to another thread). ``cont`` tells C that the next
-    call continues the same wait, so statistics count it once.
+    call continues the same wait, so statistics count it once. The clock is read only here, on
+    the slow path: a first slice that timed out waited its whole length; one cut short by a
+    signal is counted as no time (a signal may so lengthen a wait by up to one slice).
     """
+    start = time.monotonic_ns() - (_first(tns) if rc == _ETIMEDOUT else 0)
     while rc in (_ETIMEDOUT, _EINTR):
         if tns < 0:
             left = _SLICE_NS
@@ -834,12 +837,11 @@ class Writer:
             raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
         self._check_next_slot()
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         dp, sp = self._dp, self._sp
         rc = lib.shmchan_reserve(w, n, _first(tns), dp, sp)
         if rc:
             rc = _keep_waiting(lambda t: lib.shmchan_reserve(w, n, t, dp, sp),
-                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns, start)
+                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns)
             if rc:
                 self._fail(rc)
         index = sp[0]
@@ -856,14 +858,13 @@ class Writer:
             data = ffi.from_buffer(data)
         n = len(data)
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         self._check_next_slot()
         rc = lib.shmchan_send(w, data, n, _first(tns))
         if rc:
             if rc == _EMSGSIZE:
                 raise ValueError(f"a message of {n} bytes does not fit a slot of {self._slot_size}")
             rc = _keep_waiting(lambda t: lib.shmchan_send(w, data, n, t),
-                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns, start)
+                               lambda: lib.shmchan_writer_continue_wait(w), rc, tns)
             if rc:
                 self._fail(rc)
         self._head += 1
@@ -1051,10 +1052,9 @@ class Reader:
             self._sweep()
         m = self._m
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         rc = lib.shmchan_peek(r, _first(tns), m)
         if rc:
-            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns, start)
+            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns)
         return Message(self, m.pos, m.len, m.slot)
 
     def recv_bytes(self, timeout: float | None = None) -> bytes:
@@ -1064,10 +1064,9 @@ class Reader:
             self._sweep()
         m = self._m
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         rc = lib.shmchan_peek(r, _first(tns), m)
         if rc:
-            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns, start)
+            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns)
         data: bytes = ffi.buffer(m.data, m.len)[:]
         rc = lib.shmchan_release(r, m.pos)
         if rc:  # e.g. the object was truncated under the copy: data may hold zeros
@@ -1084,12 +1083,11 @@ class Reader:
         cap = len(dst)
         lenp = self._lenp
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         rc = lib.shmchan_recv(r, dst, cap, lenp, _first(tns))
         if rc:
             if rc == _EMSGSIZE:
                 raise ValueError(f"the next message has {lenp[0]} bytes; the buffer holds {cap}")
-            self._wait(lambda t: lib.shmchan_recv(r, dst, cap, lenp, t), rc, tns, start)
+            self._wait(lambda t: lib.shmchan_recv(r, dst, cap, lenp, t), rc, tns)
         return int(lenp[0])
 
     def recv_batch(self, max_messages: int = 64, timeout: float | None = None) -> list[Message]:
@@ -1104,10 +1102,9 @@ class Reader:
             self._batch = ffi.new("struct shmchan_msg[]", max(max_messages, 16))
         b = self._batch
         tns = _timeout_ns(timeout)
-        start = time.monotonic_ns() if tns > 0 else 0
         n = lib.shmchan_peek_batch(r, b, max_messages, _first(tns))
         if n < 0:
-            n = self._wait(lambda t: lib.shmchan_peek_batch(r, b, max_messages, t), n, tns, start)
+            n = self._wait(lambda t: lib.shmchan_peek_batch(r, b, max_messages, t), n, tns)
         return [Message(self, b[i].pos, b[i].len, b[i].slot) for i in range(n)]
 
     def __iter__(self) -> Iterator[Message]:
@@ -1171,16 +1168,16 @@ class Reader:
                 lib.shmchan_release(self._r, pos)
         self._pinned = keep
 
-    def _wait(self, call: Callable[[int], int], rc: int, tns: int, start: int) -> int:
+    def _wait(self, call: Callable[[int], int], rc: int, tns: int) -> int:
         r = self._r
 
         def cont() -> None:
             lib.shmchan_reader_continue_wait(r)
 
-        rc = _keep_waiting(call, cont, rc, tns, start)
+        rc = _keep_waiting(call, cont, rc, tns)
         if rc == _EPINNED:
             self._sweep()
-            rc = _keep_waiting(call, cont, call(_first(tns)), tns, start)
+            rc = _keep_waiting(call, cont, call(_first(tns)), tns)
         if rc >= 0:
             return rc
         where = self._ch._where()

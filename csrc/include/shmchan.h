@@ -98,7 +98,8 @@ typedef struct shmchan_reader shmchan_reader;
 
 /* 0 if `name` is a valid channel name: 1-247 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 int shmchan_validate_name(const char *name);
-/* Computes the segment size for a geometry, checking every limit and overflow. */
+/* Computes the segment size for a geometry (with this machine's page size), checking every limit and
+   overflow. Pure computation: no system call. */
 int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size);
 const char *shmchan_strerror(int err);
 /* Versions stamped into this build. */
