@@ -216,10 +216,11 @@ def test_python_header_matches_golden_in_process(unique_name: str) -> None:
 def test_native_consumer_refuses_an_incompatible_schema(procs: list[Proc], unique_name: str, cons: str) -> None:
     """A Python channel declared with an incompatible Frame (field 3 changed) is refused by the
     native consumer with a clear message naming the field."""
+    consumer = command(cons, "consumer")  # first: a missing peer skips before anything is created
     p = start(procs, [*command("py", "producer"), unique_name, "--create", "--frames", "0", "--hold",
                       "--width", "64", "--height", "48", "--schema", "frame_incompatible"])
     p.expect("done")
-    c = start(procs, [*command(cons, "consumer"), unique_name, "--width", "64", "--height", "48"])
+    c = start(procs, [*consumer, unique_name, "--width", "64", "--height", "48"])
     rc, out, err = c.finish()
     assert rc == 3, (out, err)
     assert "field 3 of table shmchan.fb.Frame" in out and "rows: ushort" in out and "height: uint" in out
