@@ -63,6 +63,23 @@ static inline void shmchan_store_release32(_Atomic uint32_t *p, uint32_t v)
 	atomic_store_explicit(p, v, memory_order_release);
 }
 
+/* Read-modify-write, full ordering: counts of sleepers that several processes change. */
+static inline uint32_t shmchan_fetch_add32(_Atomic uint32_t *p, uint32_t v)
+{
+	return atomic_fetch_add_explicit(p, v, memory_order_seq_cst);
+}
+static inline uint32_t shmchan_fetch_sub32(_Atomic uint32_t *p, uint32_t v)
+{
+	return atomic_fetch_sub_explicit(p, v, memory_order_seq_cst);
+}
+
+/* Release fence: stores before it are visible before stores after it (a seqlock writer's stamp
+   before the payload it is about to overwrite). */
+static inline void shmchan_fence_release(void)
+{
+	atomic_thread_fence(memory_order_release);
+}
+
 /* Full fence: orders an earlier store before a later load (the Dekker pattern of the wait flags). */
 static inline void shmchan_fence_seq_cst(void)
 {

@@ -30,6 +30,8 @@ const char *shmchan_strerror(int err)
 		return "writer closed the channel and every message was received";
 	case SHMCHAN_EPINNED:
 		return "every slot is held by unreleased messages";
+	case SHMCHAN_ENOREADERS:
+		return "every reader place of the broadcast channel is taken";
 	default:
 		return strerror(err);
 	}

@@ -35,6 +35,10 @@ struct shmchan_geom {
 	uint32_t flags;
 	uint32_t creator_pid;
 	uint16_t version_major, version_minor;
+	uint32_t kind;        /* enum shmchan_kind */
+	uint32_t max_readers; /* BROADCAST */
+	uint32_t policy;      /* BROADCAST */
+	uint64_t readers_offset;
 };
 
 /* Where a segment lives. */
@@ -52,7 +56,9 @@ struct shmchan_channel {
 	char *name; /* shm object name ("/shmchan.x"), file path, or "memfd:shmchan" */
 	uint8_t *base;
 	struct shmchan_header *hdr;
-	_Atomic uint64_t *lens;
+	_Atomic uint64_t *lens;              /* SPSC */
+	struct shmchan_slot_meta *meta;      /* BROADCAST, STATE */
+	struct shmchan_reader_place *places; /* BROADCAST */
 	uint8_t *data;
 	struct shmchan_geom g;
 	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or table full) */
@@ -64,7 +70,9 @@ struct shmchan_channel {
 struct shmchan_writer {
 	shmchan_channel *ch;
 	uint64_t head;        /* private truth: the writer owns head */
-	uint64_t cached_tail; /* last tail seen; refreshed only when the ring looks full */
+	uint64_t cached_tail; /* last tail seen (broadcast: the floor); refreshed only when the ring looks full */
+	uint64_t scan_seq;    /* broadcast: private copy of the header's scan_seq */
+	uint64_t *dead_gen;   /* broadcast: per place, generation last found dead (+1; 0 = none) */
 	uint64_t reserved;    /* bytes of the open reservation, or UINT64_MAX when none */
 	uint64_t messages, bytes, full, aborts;
 	uint32_t wake_seq; /* private copy of head_wake */
@@ -81,6 +89,10 @@ struct shmchan_reader {
 	uint8_t *released;    /* per slot: peeked and released, waiting for earlier ones */
 	uint64_t *taken_len;  /* per slot: length of the message peeked from it */
 	uint64_t messages, bytes, empty;
+	uint64_t lost;                      /* broadcast: lost to lapping */
+	struct shmchan_reader_place *place; /* broadcast: our reader place, else NULL */
+	uint32_t place_index;
+	uint64_t orphan_lo, orphan_hi; /* broadcast: taken, then skipped past when lapped: [lo, hi) */
 	uint32_t wake_seq; /* private copy of tail_wake */
 	int continuing;    /* the next peek continues a wait: do not count it again */
 	int64_t spin_ns;
@@ -102,6 +114,7 @@ int64_t shmchan_now_ns(void);
 int64_t shmchan_deadline(int64_t now, int64_t timeout_ns);
 int shmchan_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 void shmchan_futex_wake(_Atomic uint32_t *word);
+void shmchan_futex_wake_all(_Atomic uint32_t *word);
 
 /* segment.c, shared with sealed.c */
 int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
@@ -116,6 +129,27 @@ void shmchan_guard_unregister(int slot);
 int shmchan_guard_tripped(int slot);
 /* -SHMCHAN_ECORRUPT (poisoning the handle) if a peer truncated the object under us, else 0. */
 int shmchan_check_truncated(shmchan_channel *ch);
+
+/* bcast.c and state.c: the BROADCAST and STATE kinds behind the public calls of ring.c */
+int shmchan_bc_writer_init(shmchan_writer *w);
+void shmchan_bc_writer_close(shmchan_writer *w);
+int shmchan_bc_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
+int shmchan_bc_commit(shmchan_writer *w, uint64_t nbytes);
+int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader **out);
+void shmchan_bc_reader_close(shmchan_reader *r);
+int shmchan_bc_ensure(shmchan_reader *r, int64_t timeout_ns);
+int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
+int shmchan_bc_release(shmchan_reader *r, uint64_t pos);
+int shmchan_bc_check(shmchan_reader *r, uint64_t pos);
+int shmchan_bc_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns);
+int shmchan_bc_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, uint64_t *len, uint64_t *first,
+		       uint64_t *end);
+int shmchan_st_reserve(shmchan_writer *w, uint64_t nbytes, void **data, uint32_t *slot);
+int shmchan_st_commit(shmchan_writer *w, uint64_t nbytes);
+/* ring.c helpers shared with bcast.c */
+int64_t shmchan_polite_after_ns(void);
+void shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all);
+void shmchan_sync_slot(shmchan_channel *ch, uint32_t s, uint64_t nbytes);
 
 /* liveness.c */
 int shmchan_lock_byte(int fd, int offset, int exclusive);

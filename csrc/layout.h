@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shmchan.h"
+
 /*
  * A segment is:  [ control block, 1024 bytes ][ length table ][ descriptor ][ pad ][ slot 0 ] ... [ slot N-1 ]
  *
@@ -18,7 +20,19 @@
  *   256  reader     tail position, its futex word, reader statistics      (written by the reader)
  *   384  waiters    "I am about to sleep" flags, written only by a side that blocks
  *   512  peers      attach state, pid and generation of writer and reader (written at attach/detach)
- *   640  reserved   zero; later minor versions may define fields here
+ *   640  kind       identity of broadcast channels (max_readers, policy, reader table offset);
+ *                   zero for the other kinds
+ *   768  floor      broadcast writer: the scan sequence and the protected floor position
+ *   896  reserved   zero; later minor versions may define fields here
+ *
+ * Kinds (the `kind` field):
+ *   SPSC       the length table holds one uint64 per slot.
+ *   BROADCAST  the slot table holds {seq, len} per slot (seq = position + 1 once committed,
+ *              SHMCHAN_SEQ_WRITING while the writer fills the slot), followed by a table of
+ *              max_readers reader places of 128 bytes each. Reader place i is owned by whoever
+ *              holds OFD lock byte SHMCHAN_LOCK_READERS + i.
+ *   STATE      a board with two slots (capacity 2) and the same {seq, len} table; head is the
+ *              version of the newest value, which lives in slot (version & 1).
  *
  * Positions are free-running 64-bit message counts; the slot of position p is p & (capacity - 1).
  * The ring holds head - tail messages; 0 <= head - tail <= capacity always holds for valid headers.
@@ -26,8 +40,12 @@
 
 #define SHMCHAN_MAGIC 0x314E4148434D4853ULL /* "SHMCHAN1" read as little-endian bytes */
 #define SHMCHAN_LAYOUT_MAJOR 1
-#define SHMCHAN_LAYOUT_MINOR 0
-#define SHMCHAN_KIND_SPSC 1u
+#define SHMCHAN_LAYOUT_MINOR 0 /* new kinds need no new version: builds that lack one refuse its `kind` */
+/* kinds: SHMCHAN_KIND_SPSC, SHMCHAN_KIND_BROADCAST and SHMCHAN_KIND_STATE (public, in shmchan.h) */
+#define SHMCHAN_MAX_READERS 1024u /* reader places of a broadcast channel */
+#define SHMCHAN_READER_PLACE_SIZE 128u
+#define SHMCHAN_SEQ_WRITING UINT64_MAX /* slot-table seq while the writer fills the slot */
+#define SHMCHAN_STATE_SLOTS 2u
 
 #define SHMCHAN_CONTROL_SIZE 1024u
 #define SHMCHAN_LENS_OFFSET SHMCHAN_CONTROL_SIZE /* where layout 1.0 puts the length table */
@@ -47,6 +65,7 @@
 #define SHMCHAN_LOCK_ATTACH 0 /* read-locked by every open handle: "somebody uses this channel" */
 #define SHMCHAN_LOCK_WRITER 1 /* write-locked by the one writer */
 #define SHMCHAN_LOCK_READER 2 /* write-locked by the one reader */
+#define SHMCHAN_LOCK_READERS 3 /* broadcast: byte 3 + i is write-locked by the owner of reader place i */
 
 struct shmchan_header {
 	/* 0: identity */
@@ -101,9 +120,41 @@ struct shmchan_header {
 	_Atomic uint64_t reader_gen;
 	uint8_t pad4[128 - 32];
 
-	/* 640: reserved */
-	uint8_t reserved[SHMCHAN_CONTROL_SIZE - 640];
+	/* 640: kind identity (broadcast), written before magic like the identity line */
+	_Atomic uint32_t max_readers;
+	_Atomic uint32_t policy;
+	_Atomic uint64_t readers_offset;
+	uint8_t pad5[128 - 16];
+
+	/* 768: broadcast writer's reader scan */
+	_Atomic uint64_t scan_seq; /* odd while the writer scans the reader places */
+	_Atomic uint64_t floor;    /* the writer never overwrites a position >= floor */
+	uint8_t pad6[128 - 16];
+
+	/* 896: reserved */
+	uint8_t reserved[SHMCHAN_CONTROL_SIZE - 896];
 };
+
+/* A broadcast or state slot-table entry. */
+struct shmchan_slot_meta {
+	_Atomic uint64_t seq; /* position + 1 (version, for state) once committed; SHMCHAN_SEQ_WRITING while written */
+	_Atomic uint64_t len;
+};
+
+/* A broadcast reader place (128 bytes: its owner writes it on every release). */
+struct shmchan_reader_place {
+	_Atomic uint32_t state; /* SHMCHAN_PEER_*: NONE (free), ATTACHED, CLOSED (free) */
+	_Atomic uint32_t pid;
+	_Atomic uint64_t gen;
+	_Atomic uint64_t cursor;   /* oldest position this reader still needs (block policy: the writer waits) */
+	_Atomic uint64_t messages; /* released */
+	_Atomic uint64_t bytes;
+	_Atomic uint64_t lost;  /* skipped because the writer lapped this reader (overwrite policy) */
+	_Atomic uint64_t empty; /* waits on an empty ring */
+	uint8_t pad[SHMCHAN_READER_PLACE_SIZE - 56];
+};
+_Static_assert(sizeof(struct shmchan_slot_meta) == 16, "slot meta size");
+_Static_assert(sizeof(struct shmchan_reader_place) == SHMCHAN_READER_PLACE_SIZE, "reader place size");
 
 /* Offsets as named constants, so that other languages (and shmchan._layout) read them from here. */
 enum shmchan_offsets {
@@ -142,6 +193,20 @@ enum shmchan_offsets {
 	SHMCHAN_OFF_READER_STATE = 528,
 	SHMCHAN_OFF_READER_PID = 532,
 	SHMCHAN_OFF_READER_GEN = 536,
+	SHMCHAN_OFF_MAX_READERS = 640,
+	SHMCHAN_OFF_POLICY = 644,
+	SHMCHAN_OFF_READERS_OFFSET = 648,
+	SHMCHAN_OFF_SCAN_SEQ = 768,
+	SHMCHAN_OFF_FLOOR = 776,
+	/* inside a reader place */
+	SHMCHAN_PLACE_STATE = 0,
+	SHMCHAN_PLACE_PID = 4,
+	SHMCHAN_PLACE_GEN = 8,
+	SHMCHAN_PLACE_CURSOR = 16,
+	SHMCHAN_PLACE_MESSAGES = 24,
+	SHMCHAN_PLACE_BYTES = 32,
+	SHMCHAN_PLACE_LOST = 40,
+	SHMCHAN_PLACE_EMPTY = 48,
 };
 
 #define SHMCHAN_CHECK_OFF(field, OFF) _Static_assert(offsetof(struct shmchan_header, field) == (OFF), #field)
@@ -180,6 +245,14 @@ SHMCHAN_CHECK_OFF(writer_gen, SHMCHAN_OFF_WRITER_GEN);
 SHMCHAN_CHECK_OFF(reader_state, SHMCHAN_OFF_READER_STATE);
 SHMCHAN_CHECK_OFF(reader_pid, SHMCHAN_OFF_READER_PID);
 SHMCHAN_CHECK_OFF(reader_gen, SHMCHAN_OFF_READER_GEN);
+SHMCHAN_CHECK_OFF(max_readers, SHMCHAN_OFF_MAX_READERS);
+SHMCHAN_CHECK_OFF(policy, SHMCHAN_OFF_POLICY);
+SHMCHAN_CHECK_OFF(readers_offset, SHMCHAN_OFF_READERS_OFFSET);
+SHMCHAN_CHECK_OFF(scan_seq, SHMCHAN_OFF_SCAN_SEQ);
+SHMCHAN_CHECK_OFF(floor, SHMCHAN_OFF_FLOOR);
+_Static_assert(offsetof(struct shmchan_reader_place, cursor) == SHMCHAN_PLACE_CURSOR, "place cursor");
+_Static_assert(offsetof(struct shmchan_reader_place, lost) == SHMCHAN_PLACE_LOST, "place lost");
+_Static_assert(offsetof(struct shmchan_reader_place, empty) == SHMCHAN_PLACE_EMPTY, "place empty");
 _Static_assert(sizeof(struct shmchan_header) == SHMCHAN_CONTROL_SIZE, "control block size");
 #undef SHMCHAN_CHECK_OFF
 

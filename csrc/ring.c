@@ -28,7 +28,7 @@
  * 50 us: on separate CPUs replies come within microseconds, and yielding early cost a 64 B
  * round trip about 15 us on this VM.
  */
-static int64_t polite_after_ns(void)
+int64_t shmchan_polite_after_ns(void)
 {
 	cpu_set_t set;
 
@@ -133,16 +133,25 @@ static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *se
 	return rc;
 }
 
-/* Bumps an event count and wakes the peer if it said it sleeps. */
-static void notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag)
+/* Bumps an event count and wakes the peer (every sleeper, when `all`) if it said it sleeps. */
+void shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all)
 {
 	*seq += 1;
 	/* (F) release: the position store before it is visible to whoever sees the new count; pairs with (G) */
 	shmchan_store_release32(wake_word, *seq);
 	/* (W) full fence: position and count stores before reading the flag; pairs with (R) */
 	shmchan_fence_seq_cst();
-	if (shmchan_read_once32(peer_flag))
-		shmchan_futex_wake(wake_word);
+	if (shmchan_read_once32(peer_flag)) {
+		if (all)
+			shmchan_futex_wake_all(wake_word);
+		else
+			shmchan_futex_wake(wake_word);
+	}
+}
+
+static void notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag)
+{
+	shmchan_notify(wake_word, seq, peer_flag, 0);
 }
 
 static void set_state(_Atomic uint32_t *state, uint32_t v)
@@ -182,7 +191,7 @@ static int begin_attach(shmchan_channel *ch, int writer_side, uint64_t *head, ui
 		/* (C) acquire: pairs with (B) */
 		*head = shmchan_load_acquire64(&h->head);
 	}
-	if (*head - *tail > ch->g.capacity) {
+	if (ch->g.kind == SHMCHAN_KIND_SPSC && *head - *tail > ch->g.capacity) {
 		shmchan_unlock_byte(ch->fd, lock_of(writer_side));
 		return shmchan_poison(ch, "corrupt positions at %s attach: head %llu, tail %llu, capacity %u",
 				      writer_side ? "writer" : "reader", (unsigned long long)*head,
@@ -234,7 +243,15 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	w->aborts = shmchan_read_once64(&h->w_aborts);
 	w->wake_seq = shmchan_read_once32(&h->head_wake);
 	w->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
-	w->polite_ns = polite_after_ns();
+	w->polite_ns = shmchan_polite_after_ns();
+	if (ch->g.kind == SHMCHAN_KIND_BROADCAST) {
+		rc = shmchan_bc_writer_init(w);
+		if (rc) {
+			free(w);
+			shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
+			return rc;
+		}
+	}
 	finish_attach(ch, 1);
 	ch->writer = w;
 	*out = w;
@@ -251,10 +268,11 @@ void shmchan_writer_close(shmchan_writer *w)
 	if (w->reserved != NO_RESERVATION)
 		shmchan_abort(w);
 	set_state(&h->writer_state, SHMCHAN_PEER_CLOSED);
-	/* wake a reader asleep on an empty ring: it must learn that the stream ended */
-	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
+	/* wake readers asleep on an empty ring: they must learn that the stream ended */
+	shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, w->ch->g.kind != SHMCHAN_KIND_SPSC);
 	shmchan_unlock_byte(w->ch->fd, SHMCHAN_LOCK_WRITER);
 	w->ch->writer = NULL;
+	free(w->dead_gen);
 	free(w);
 }
 
@@ -287,6 +305,10 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 		return -EALREADY;
 	if (nbytes > ch->g.slot_size)
 		return -EMSGSIZE;
+	if (ch->g.kind == SHMCHAN_KIND_BROADCAST)
+		return shmchan_bc_reserve(w, nbytes, timeout_ns, data, slot);
+	if (ch->g.kind == SHMCHAN_KIND_STATE)
+		return shmchan_st_reserve(w, nbytes, data, slot);
 	h = ch->hdr;
 	continuing = w->continuing;
 	w->continuing = 0;
@@ -326,6 +348,16 @@ static void sync_range(uint8_t *start, uint64_t len, int flags)
 	(void)msync((void *)a, (size_t)((uintptr_t)start + len - a), flags);
 }
 
+/* The msync policy after a commit to slot s: the payload first (before the position is published). */
+void shmchan_sync_slot(shmchan_channel *ch, uint32_t s, uint64_t nbytes)
+{
+	uint32_t policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
+
+	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
+		sync_range(ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
+			   policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+}
+
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 {
 	shmchan_channel *ch;
@@ -344,6 +376,10 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 		w->reserved = NO_RESERVATION; /* the payload went into the void: never publish it */
 		return -SHMCHAN_ECORRUPT;
 	}
+	if (ch->g.kind == SHMCHAN_KIND_BROADCAST)
+		return shmchan_bc_commit(w, nbytes);
+	if (ch->g.kind == SHMCHAN_KIND_STATE)
+		return shmchan_st_commit(w, nbytes);
 	s = (uint32_t)(w->head & ch->g.mask);
 	/* (A) the length; ordered before head by (B) */
 	shmchan_write_once64(&ch->lens[s], nbytes);
@@ -394,14 +430,23 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 
 int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
 {
+	return shmchan_reader_attach_ex(ch, SHMCHAN_START_LATEST, out);
+}
+
+int shmchan_reader_attach_ex(shmchan_channel *ch, uint32_t flags, shmchan_reader **out)
+{
 	struct shmchan_header *h;
 	shmchan_reader *r;
 	uint64_t head, tail;
 	int rc;
 
-	if (!ch || !out)
+	if (!ch || !out || flags > SHMCHAN_START_OLDEST)
 		return -EINVAL;
 	*out = NULL;
+	if (ch->g.kind == SHMCHAN_KIND_STATE)
+		return -EOPNOTSUPP; /* a board is read with shmchan_state_read, by any number of handles */
+	if (ch->g.kind == SHMCHAN_KIND_BROADCAST)
+		return shmchan_bc_reader_attach(ch, flags, out);
 	rc = begin_attach(ch, 0, &head, &tail);
 	if (rc)
 		return rc;
@@ -428,7 +473,7 @@ int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out)
 	r->empty = shmchan_read_once64(&h->r_empty);
 	r->wake_seq = shmchan_read_once32(&h->tail_wake);
 	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
-	r->polite_ns = polite_after_ns();
+	r->polite_ns = shmchan_polite_after_ns();
 	finish_attach(ch, 0);
 	ch->reader = r;
 	*out = r;
@@ -439,6 +484,10 @@ void shmchan_reader_close(shmchan_reader *r)
 {
 	if (!r)
 		return;
+	if (r->place) {
+		shmchan_bc_reader_close(r);
+		return;
+	}
 	/* Unreleased messages are not released: a new reader gets them again (at-least-once). */
 	set_state(&r->ch->hdr->reader_state, SHMCHAN_PEER_CLOSED);
 	shmchan_unlock_byte(r->ch->fd, SHMCHAN_LOCK_READER);
@@ -463,6 +512,27 @@ void shmchan_reader_continue_wait(shmchan_reader *r)
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r)
 {
 	return r ? r->read_pos - r->tail : 0;
+}
+
+uint64_t shmchan_reader_lost(const shmchan_reader *r)
+{
+	return r ? r->lost : 0;
+}
+
+uint64_t shmchan_reader_position(const shmchan_reader *r)
+{
+	return r ? r->read_pos : 0;
+}
+
+int shmchan_check(shmchan_reader *r, uint64_t pos)
+{
+	if (!r)
+		return -EINVAL;
+	if (r->place)
+		return shmchan_bc_check(r, pos);
+	if (pos - r->tail >= r->read_pos - r->tail || r->released[pos & r->ch->g.mask])
+		return -EINVAL;
+	return 0;
 }
 
 /* Makes sure at least one message is past read_pos, refreshing (and checking) head if needed. */
@@ -530,7 +600,7 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg)
 	msg->pos = r->read_pos;
 	msg->len = len;
 	msg->slot = s;
-	msg->_pad = 0;
+	msg->lost = 0;
 	msg->data = ch->data + (uint64_t)s * ch->g.slot_stride;
 	r->taken_len[s] = len;
 	r->read_pos += 1;
@@ -543,10 +613,23 @@ int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
 
 	if (!r || !msg)
 		return -EINVAL;
+	if (r->place) {
+		rc = shmchan_bc_peek_batch(r, msg, 1, timeout_ns);
+		return rc < 0 ? rc : 0;
+	}
 	rc = ensure_available(r, timeout_ns);
 	if (rc)
 		return rc;
 	return take(r, msg);
+}
+
+int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns)
+{
+	if (!r)
+		return -EINVAL;
+	if (r->place)
+		return shmchan_bc_ensure(r, timeout_ns);
+	return ensure_available(r, timeout_ns);
 }
 
 int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
@@ -556,6 +639,8 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 
 	if (!r || !msgs || max == 0 || max > INT32_MAX)
 		return -EINVAL;
+	if (r->place)
+		return shmchan_bc_peek_batch(r, msgs, max, timeout_ns);
 	rc = ensure_available(r, timeout_ns);
 	if (rc)
 		return rc;
@@ -587,6 +672,8 @@ int shmchan_release(shmchan_reader *r, uint64_t pos)
 
 	if (!r)
 		return -EINVAL;
+	if (r->place)
+		return shmchan_bc_release(r, pos);
 	ch = r->ch;
 	if (ch->poisoned || shmchan_check_truncated(ch))
 		return -SHMCHAN_ECORRUPT; /* what the caller read from the slot cannot be trusted */
@@ -619,6 +706,8 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 
 	if (!r || (!buf && cap) || !len)
 		return -EINVAL;
+	if (r->place)
+		return shmchan_bc_recv(r, buf, cap, len, timeout_ns);
 	rc = shmchan_peek(r, timeout_ns, &m);
 	if (rc)
 		return rc;
@@ -647,6 +736,8 @@ int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, 
 		return -EINVAL;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
+	if (ch->g.kind != SHMCHAN_KIND_SPSC)
+		return shmchan_bc_inspect(ch, pos, buf, cap, len, first, end);
 	h = ch->hdr;
 	/*
 	 * A snapshot of [tail, head) while both move: tail, head, then tail again. While tail stays

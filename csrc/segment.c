@@ -91,6 +91,8 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 	ch->base = base;
 	ch->hdr = (struct shmchan_header *)(void *)base;
 	ch->lens = (_Atomic uint64_t *)(void *)(base + g->lens_offset);
+	ch->meta = (struct shmchan_slot_meta *)(void *)(base + g->lens_offset);
+	ch->places = g->readers_offset ? (struct shmchan_reader_place *)(void *)(base + g->readers_offset) : NULL;
 	ch->data = base + g->data_offset;
 	ch->g = *g;
 	/* a sealed memfd cannot be truncated; anything with a name can */
@@ -143,7 +145,10 @@ int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_g
 	clock_gettime(CLOCK_REALTIME, &now);
 	shmchan_write_once16(&h->version_major, g->version_major);
 	shmchan_write_once16(&h->version_minor, g->version_minor);
-	shmchan_write_once32(&h->kind, SHMCHAN_KIND_SPSC);
+	shmchan_write_once32(&h->kind, g->kind);
+	shmchan_write_once32(&h->max_readers, g->max_readers);
+	shmchan_write_once32(&h->policy, g->policy);
+	shmchan_write_once64(&h->readers_offset, g->readers_offset);
 	shmchan_write_once32(&h->flags, g->flags);
 	shmchan_write_once32(&h->capacity, g->capacity);
 	shmchan_write_once64(&h->slot_size, g->slot_size);
@@ -529,7 +534,15 @@ int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out)
 	out->is_creator = ch->is_creator;
 	out->descriptor_size = ch->g.descriptor_size;
 	out->sealed = (ch->g.flags & SHMCHAN_FLAG_SEALED) != 0;
+	out->kind = ch->g.kind;
+	out->max_readers = ch->g.max_readers;
+	out->policy = ch->g.policy;
 	return 0;
+}
+
+int shmchan_kind(const shmchan_channel *ch)
+{
+	return ch ? (int)ch->g.kind : -EINVAL;
 }
 
 int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len)
@@ -569,6 +582,29 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 	out->reader_pid = shmchan_read_once32(&h->reader_pid);
 	out->writer_alive = out->writer_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 1);
 	out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 0);
+	if (ch->g.kind == SHMCHAN_KIND_BROADCAST) {
+		/* readers live in their places: tail is the slowest attached reader's cursor, the rest sums */
+		uint64_t lowest = out->head;
+		for (uint32_t i = 0; i < ch->g.max_readers; i++) {
+			const struct shmchan_reader_place *p = &ch->places[i];
+			uint32_t st = shmchan_read_once32(&p->state);
+			uint64_t c = shmchan_read_once64(&p->cursor);
+			out->messages_read += shmchan_read_once64(&p->messages);
+			out->bytes_read += shmchan_read_once64(&p->bytes);
+			out->empty_waits += shmchan_read_once64(&p->empty);
+			if (st == SHMCHAN_PEER_ATTACHED) {
+				out->reader_state = st;
+				if (!out->reader_pid)
+					out->reader_pid = shmchan_read_once32(&p->pid);
+				if (out->head - c < out->head - lowest)
+					lowest = c;
+			}
+		}
+		out->tail = lowest;
+		out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED;
+	} else if (ch->g.kind == SHMCHAN_KIND_STATE) {
+		out->tail = out->head;
+	}
 	return 0;
 }
 

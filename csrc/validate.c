@@ -49,6 +49,7 @@ static int round_up(uint64_t v, uint64_t a, uint64_t *out)
 int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shmchan_geom *g)
 {
 	uint64_t align, lens_bytes, end, data_align, slots, total;
+	uint32_t kind;
 
 	if (!cfg || !g)
 		return -EINVAL;
@@ -63,12 +64,39 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 		return -EINVAL;
 	if (cfg->descriptor_size > SHMCHAN_MAX_DESCRIPTOR_SIZE)
 		return -EINVAL;
+	kind = cfg->kind ? cfg->kind : SHMCHAN_KIND_SPSC;
+	if (cfg->_reserved)
+		return -EINVAL;
+	switch (kind) {
+	case SHMCHAN_KIND_SPSC:
+		if (cfg->max_readers || cfg->policy)
+			return -EINVAL;
+		break;
+	case SHMCHAN_KIND_BROADCAST:
+		/* two slots at least: a joining or lapped reader needs one the writer is not filling */
+		if (cfg->capacity < 2 || cfg->max_readers == 0 || cfg->max_readers > SHMCHAN_MAX_READERS ||
+		    cfg->policy > SHMCHAN_POLICY_OVERWRITE)
+			return -EINVAL;
+		break;
+	case SHMCHAN_KIND_STATE:
+		if (cfg->capacity != SHMCHAN_STATE_SLOTS || cfg->max_readers || cfg->policy)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
 
 	memset(g, 0, sizeof(*g));
 	if (round_up(cfg->slot_size, align, &g->slot_stride))
 		return -EOVERFLOW;
-	lens_bytes = (uint64_t)cfg->capacity * sizeof(uint64_t); /* <= 2^27: cannot overflow */
+	/* <= 2^28: cannot overflow */
+	lens_bytes = (uint64_t)cfg->capacity *
+		     (kind == SHMCHAN_KIND_SPSC ? sizeof(uint64_t) : sizeof(struct shmchan_slot_meta));
 	end = SHMCHAN_LENS_OFFSET + lens_bytes;
+	if (kind == SHMCHAN_KIND_BROADCAST) {
+		g->readers_offset = (end + 127) & ~(uint64_t)127;
+		end = g->readers_offset + (uint64_t)cfg->max_readers * SHMCHAN_READER_PLACE_SIZE;
+	}
 	if (cfg->descriptor_size) {
 		g->descriptor_offset = (end + SHMCHAN_DESCRIPTOR_ALIGN - 1) & ~(uint64_t)(SHMCHAN_DESCRIPTOR_ALIGN - 1);
 		g->descriptor_size = cfg->descriptor_size;
@@ -93,6 +121,9 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 	g->flags = cfg->msync_policy & SHMCHAN_FLAG_MSYNC_MASK;
 	g->version_major = SHMCHAN_LAYOUT_MAJOR;
 	g->version_minor = SHMCHAN_LAYOUT_MINOR;
+	g->kind = kind;
+	g->max_readers = cfg->max_readers;
+	g->policy = cfg->policy;
 	return 0;
 }
 
@@ -111,7 +142,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 {
 	struct shmchan_config cfg;
 	struct shmchan_geom want;
-	uint64_t magic, stride, lens_offset, data_offset, total, desc_offset, desc_size;
+	uint64_t magic, stride, lens_offset, data_offset, total, desc_offset, desc_size, readers_offset;
 	uint32_t kind, flags;
 	uint16_t major, minor;
 	int rc;
@@ -135,7 +166,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 		return -SHMCHAN_EVERSION;
 	}
 	kind = shmchan_read_once32(&h->kind);
-	if (kind != SHMCHAN_KIND_SPSC) {
+	if (kind != SHMCHAN_KIND_SPSC && kind != SHMCHAN_KIND_BROADCAST && kind != SHMCHAN_KIND_STATE) {
 		shmchan_diagf(diag, "unknown channel kind %u (layout %u.%u)", kind, major, minor);
 		return -SHMCHAN_EVERSION;
 	}
@@ -150,6 +181,10 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 	cfg.slot_size = shmchan_read_once64(&h->slot_size);
 	cfg.slot_align = shmchan_read_once32(&h->slot_align);
 	cfg.msync_policy = flags & SHMCHAN_FLAG_MSYNC_MASK;
+	cfg.kind = kind;
+	cfg.max_readers = shmchan_read_once32(&h->max_readers);
+	cfg.policy = shmchan_read_once32(&h->policy);
+	readers_offset = shmchan_read_once64(&h->readers_offset);
 	stride = shmchan_read_once64(&h->slot_stride);
 	lens_offset = shmchan_read_once64(&h->lens_offset);
 	data_offset = shmchan_read_once64(&h->data_offset);
@@ -169,12 +204,16 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 	}
 	rc = shmchan_geometry(&cfg, page, &want);
 	if (rc) {
-		shmchan_diagf(diag, "impossible geometry: slot_size %llu, capacity %u, alignment %u",
-			      (unsigned long long)cfg.slot_size, cfg.capacity, cfg.slot_align);
+		shmchan_diagf(diag,
+			      "impossible geometry: kind %u, slot_size %llu, capacity %u, alignment %u, "
+			      "max_readers %u, policy %u",
+			      kind, (unsigned long long)cfg.slot_size, cfg.capacity, cfg.slot_align, cfg.max_readers,
+			      cfg.policy);
 		return -SHMCHAN_ECORRUPT;
 	}
 	if (stride != want.slot_stride || lens_offset != want.lens_offset || data_offset != want.data_offset ||
-	    total != want.total_size || desc_offset != want.descriptor_offset) {
+	    total != want.total_size || desc_offset != want.descriptor_offset ||
+	    readers_offset != want.readers_offset) {
 		shmchan_diagf(diag,
 			      "inconsistent geometry: stride %llu, lengths at %llu, data at %llu, total %llu "
 			      "(expected %llu, %llu, %llu, %llu)",

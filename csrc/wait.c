@@ -57,3 +57,8 @@ void shmchan_futex_wake(_Atomic uint32_t *word)
 {
 	syscall(SYS_futex, (void *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
+
+void shmchan_futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, (void *)word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}

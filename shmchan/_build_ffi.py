@@ -10,7 +10,7 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["segment.c", "validate.c", "ring.c", "wait.c", "liveness.c", "error.c", "sealed.c", "guard.c"]
+SOURCES = ["segment.c", "validate.c", "ring.c", "wait.c", "liveness.c", "error.c", "sealed.c", "guard.c", "bcast.c"]
 
 
 def _version() -> str:

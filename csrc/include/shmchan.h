@@ -19,6 +19,17 @@ extern "C" {
  *   - One channel has at most one writer and one reader at a time (single producer, single
  *     consumer); a second attach gets -EBUSY. A handle (channel, writer, reader) is used by one
  *     thread at a time. Handles are not inherited across fork(): open the channel in the child.
+ *   - Kinds: a channel is one of three kinds, fixed at create (shmchan_config.kind):
+ *       SPSC       one writer, one reader, lossless (the default);
+ *       BROADCAST  one writer, up to max_readers readers that each see every message; the policy
+ *                  says what a full ring does: BLOCK (the writer waits for the slowest live reader)
+ *                  or OVERWRITE (the writer never waits; a reader it laps skips ahead and learns
+ *                  how many messages it lost);
+ *       STATE      a board holding one value (up to slot_size bytes) with a version: one writer
+ *                  publishes, any number of handles read a private copy, never torn.
+ *     The writer and reader calls below work on SPSC and BROADCAST channels alike; STATE channels
+ *     take a writer (shmchan_reserve/commit or shmchan_send publish a new value) and are read with
+ *     shmchan_state_read.
  */
 
 enum shmchan_error {
@@ -30,6 +41,18 @@ enum shmchan_error {
 	SHMCHAN_ENOTINIT = 2005,  /* the creator has not finished (or died during) initialisation */
 	SHMCHAN_EENDED = 2006,    /* the writer closed and every message was received */
 	SHMCHAN_EPINNED = 2007,   /* every slot is held by this reader's unreleased messages */
+	SHMCHAN_ENOREADERS = 2008, /* broadcast: every reader place is taken */
+};
+
+enum shmchan_kind {
+	SHMCHAN_KIND_SPSC = 1,
+	SHMCHAN_KIND_BROADCAST = 2,
+	SHMCHAN_KIND_STATE = 3,
+};
+
+enum shmchan_policy {
+	SHMCHAN_POLICY_BLOCK = 0,     /* broadcast: lossless, the writer waits for the slowest live reader */
+	SHMCHAN_POLICY_OVERWRITE = 1, /* broadcast: the writer never waits; lapped readers lose messages */
 };
 
 enum shmchan_msync_policy {
@@ -47,6 +70,10 @@ struct shmchan_config {
 	uint32_t msync_policy; /* enum shmchan_msync_policy; only meaningful for file-backed channels */
 	uint32_t descriptor_size; /* bytes of `descriptor`, 0 .. 64 KiB */
 	const void *descriptor;   /* copied into the segment at create; immutable afterwards (may be NULL) */
+	uint32_t kind;            /* enum shmchan_kind; 0 = SPSC */
+	uint32_t max_readers;     /* BROADCAST: reader places, 1 .. 1024; 0 for the other kinds */
+	uint32_t policy;          /* BROADCAST: enum shmchan_policy; 0 for the other kinds */
+	uint32_t _reserved;       /* must be 0 */
 };
 
 /* Diagnostics: a human sentence explaining the last failure of the call that was given it. */
@@ -68,6 +95,10 @@ struct shmchan_info {
 	int32_t is_creator;
 	uint64_t descriptor_size;
 	int32_t sealed; /* a sealed memfd channel (shmchan_create_sealed) */
+	uint32_t kind;        /* enum shmchan_kind */
+	uint32_t max_readers; /* BROADCAST: reader places */
+	uint32_t policy;      /* BROADCAST: enum shmchan_policy */
+	uint32_t _pad;
 };
 
 struct shmchan_stats {
@@ -86,8 +117,18 @@ struct shmchan_msg {
 	uint64_t pos;   /* position in the stream: 0, 1, 2, ... */
 	uint64_t len;   /* payload length in bytes */
 	uint32_t slot;  /* slot index */
-	uint32_t _pad;
+	uint32_t lost;  /* BROADCAST/OVERWRITE: messages skipped just before this one because the writer
+			   lapped this reader (saturates at UINT32_MAX); 0 otherwise */
 	void *data;     /* payload, read-only for the reader */
+};
+
+/* One broadcast reader place, for monitoring (shmchan_reader_places). */
+struct shmchan_place_info {
+	uint32_t index;
+	uint32_t state; /* SHMCHAN_PEER_*: 0 free, 1 attached, 2 closed (free) */
+	uint32_t pid;
+	int32_t alive; /* attached and its liveness lock is held */
+	uint64_t cursor, messages, bytes, lost, empty_waits;
 };
 
 typedef struct shmchan_channel shmchan_channel;
@@ -156,6 +197,8 @@ void shmchan_close(shmchan_channel *ch);
 int shmchan_channel_unlink(shmchan_channel *ch);
 int shmchan_unlink(const char *name);
 int shmchan_info(const shmchan_channel *ch, struct shmchan_info *out);
+/* enum shmchan_kind of the channel. */
+int shmchan_kind(const shmchan_channel *ch);
 int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out);
 /* msync of the whole segment (MS_SYNC); for file-backed channels. */
 int shmchan_flush(shmchan_channel *ch);
@@ -197,6 +240,12 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 /* ---- reader ---- */
 
 int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
+/* Flags of shmchan_reader_attach_ex. */
+#define SHMCHAN_START_LATEST 0u /* broadcast: start at the newest message already sent (if any) */
+#define SHMCHAN_START_OLDEST 1u /* broadcast: start at the oldest message still in the ring */
+/* As shmchan_reader_attach; on a BROADCAST channel takes a free reader place (-SHMCHAN_ENOREADERS when
+   none is left) and starts where `flags` says. SPSC readers always continue where the last stopped. */
+int shmchan_reader_attach_ex(shmchan_channel *ch, uint32_t flags, shmchan_reader **out);
 void shmchan_reader_close(shmchan_reader *r);
 void shmchan_reader_set_spin(shmchan_reader *r, int64_t spin_ns);
 /* As shmchan_writer_continue_wait, for the next peek, peek_batch or recv. */
@@ -213,6 +262,35 @@ int shmchan_release(shmchan_reader *r, uint64_t pos);
 int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns);
 /* Messages taken by peek and not yet released. */
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r);
+/* Whether an outstanding message is still intact: 0 yes, -ESTALE when a BROADCAST/OVERWRITE writer
+   reused its slot since it was taken (anything read from it may be torn), -EINVAL when pos is not
+   outstanding. Always 0 for SPSC and BROADCAST/BLOCK messages. shmchan_release performs the same
+   check, releases the message either way, and returns -ESTALE when it was overwritten. */
+int shmchan_check(shmchan_reader *r, uint64_t pos);
+/* Waits until a message can be taken, without taking it: 0, or the errors of shmchan_peek. For
+   bindings that wait on another thread (asyncio) and take the message on their own. */
+int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns);
+/* Messages this reader lost to lapping since it attached (BROADCAST/OVERWRITE). */
+uint64_t shmchan_reader_lost(const shmchan_reader *r);
+/* The next position this reader will take. */
+uint64_t shmchan_reader_position(const shmchan_reader *r);
+/* Reader places of a BROADCAST channel: fills up to max entries, returns how many places exist. */
+int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *out, uint32_t max);
+
+/* ---- state board ---- */
+
+/*
+ * Copies the newest value of a STATE channel into buf (up to cap bytes) with its version (1, 2, ...
+ * counting publishes). Never torn: the copy is checked against the slot's sequence and retried.
+ * Returns 0, -ENODATA when nothing was published yet (*version 0), -EMSGSIZE (*len set) when cap is
+ * short, or -EBUSY when the writer replaced the value faster than it could be copied 10000 times.
+ */
+int shmchan_state_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len, uint64_t *version);
+/* The version of the newest value (0: none yet). */
+uint64_t shmchan_state_version(const shmchan_channel *ch);
+/* Sleeps (without spinning) until the version differs from `version`; *now gets the new one.
+   -ETIMEDOUT, -EAGAIN (timeout 0), -EINTR, or -SHMCHAN_EPEERDEAD when the writer died attached. */
+int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns, uint64_t *now);
 
 #ifdef __cplusplus
 }
