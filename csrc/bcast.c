@@ -913,3 +913,38 @@ int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *
 	}
 	return (int)ch->g.max_readers;
 }
+
+int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
+{
+	struct shmchan_header *h;
+	const int spsc = ch && ch->g.kind == SHMCHAN_KIND_SPSC;
+	uint32_t seq;
+	int rc = 0;
+
+	if (!ch || timeout_ns < 0)
+		return -EINVAL;
+	h = ch->hdr;
+	/* SPSC: the one reader's flag, as its own waits set it; the other kinds count their sleepers */
+	if (spsc)
+		shmchan_write_once32(&h->reader_waiting, 1);
+	else
+		shmchan_fetch_add32(&h->reader_waiting, 1);
+	/* (R) full fence: flag or count before the re-check; pairs with (W) */
+	shmchan_fence_seq_cst();
+	/* (G) acquire: pairs with (F) */
+	seq = shmchan_load_acquire32(&h->head_wake);
+	/* (C) acquire: pairs with (B) */
+	if (shmchan_load_acquire64(&h->head) == pos && timeout_ns > 0)
+		rc = shmchan_futex_wait(&h->head_wake, seq, timeout_ns);
+	if (spsc)
+		shmchan_write_once32(&h->reader_waiting, 0);
+	else
+		shmchan_fetch_sub32(&h->reader_waiting, 1);
+	return rc == -ETIMEDOUT || rc == -EINTR ? rc : 0;
+}
+
+void shmchan_wake_head(shmchan_channel *ch)
+{
+	if (ch)
+		shmchan_futex_wake_all(&ch->hdr->head_wake);
+}

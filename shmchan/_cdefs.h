@@ -3,8 +3,10 @@
 
 enum shmchan_error {
 	SHMCHAN_EBADMAGIC = ..., SHMCHAN_EVERSION = ..., SHMCHAN_ECORRUPT = ..., SHMCHAN_EPEERDEAD = ...,
-	SHMCHAN_ENOTINIT = ..., SHMCHAN_EENDED = ..., SHMCHAN_EPINNED = ...
+	SHMCHAN_ENOTINIT = ..., SHMCHAN_EENDED = ..., SHMCHAN_EPINNED = ..., SHMCHAN_ENOREADERS = ...
 };
+enum shmchan_kind { SHMCHAN_KIND_SPSC = ..., SHMCHAN_KIND_BROADCAST = ..., SHMCHAN_KIND_STATE = ... };
+enum shmchan_policy { SHMCHAN_POLICY_BLOCK = ..., SHMCHAN_POLICY_OVERWRITE = ... };
 enum shmchan_msync_policy {
 	SHMCHAN_MSYNC_NONE = ..., SHMCHAN_MSYNC_ASYNC = ..., SHMCHAN_MSYNC_SYNC = ..., SHMCHAN_MSYNC_EXPLICIT = ...
 };
@@ -19,8 +21,16 @@ enum shmchan_offsets {
 	SHMCHAN_OFF_R_MESSAGES = ..., SHMCHAN_OFF_R_BYTES = ..., SHMCHAN_OFF_R_EMPTY = ...,
 	SHMCHAN_OFF_READER_WAITING = ..., SHMCHAN_OFF_WRITER_WAITING = ..., SHMCHAN_OFF_WRITER_STATE = ...,
 	SHMCHAN_OFF_WRITER_PID = ..., SHMCHAN_OFF_WRITER_GEN = ..., SHMCHAN_OFF_READER_STATE = ...,
-	SHMCHAN_OFF_READER_PID = ..., SHMCHAN_OFF_READER_GEN = ...
+	SHMCHAN_OFF_READER_PID = ..., SHMCHAN_OFF_READER_GEN = ..., SHMCHAN_OFF_MAX_READERS = ...,
+	SHMCHAN_OFF_POLICY = ..., SHMCHAN_OFF_READERS_OFFSET = ..., SHMCHAN_OFF_SCAN_SEQ = ..., SHMCHAN_OFF_FLOOR = ...,
+	SHMCHAN_PLACE_STATE = ..., SHMCHAN_PLACE_PID = ..., SHMCHAN_PLACE_GEN = ..., SHMCHAN_PLACE_CURSOR = ...,
+	SHMCHAN_PLACE_MESSAGES = ..., SHMCHAN_PLACE_BYTES = ..., SHMCHAN_PLACE_LOST = ..., SHMCHAN_PLACE_EMPTY = ...
 };
+#define SHMCHAN_MAX_READERS ...
+#define SHMCHAN_READER_PLACE_SIZE ...
+#define SHMCHAN_LOCK_READERS ...
+#define SHMCHAN_START_LATEST ...
+#define SHMCHAN_START_OLDEST ...
 #define SHMCHAN_MAGIC ...
 #define SHMCHAN_CONTROL_SIZE ...
 #define SHMCHAN_LENS_OFFSET ...
@@ -42,6 +52,9 @@ struct shmchan_config {
 	uint32_t msync_policy;
 	uint32_t descriptor_size;
 	const void *descriptor;
+	uint32_t kind;
+	uint32_t max_readers;
+	uint32_t policy;
 	...;
 };
 struct shmchan_diag {
@@ -62,6 +75,9 @@ struct shmchan_info {
 	int32_t is_creator;
 	uint64_t descriptor_size;
 	int32_t sealed;
+	uint32_t kind;
+	uint32_t max_readers;
+	uint32_t policy;
 	...;
 };
 struct shmchan_stats {
@@ -86,7 +102,16 @@ struct shmchan_msg {
 	uint64_t pos;
 	uint64_t len;
 	uint32_t slot;
+	uint32_t lost;
 	void *data;
+	...;
+};
+struct shmchan_place_info {
+	uint32_t index;
+	uint32_t state;
+	uint32_t pid;
+	int32_t alive;
+	uint64_t cursor, messages, bytes, lost, empty_waits;
 	...;
 };
 
@@ -150,3 +175,15 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 int shmchan_release(shmchan_reader *r, uint64_t pos);
 int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int64_t timeout_ns);
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r);
+int shmchan_reader_attach_ex(shmchan_channel *ch, uint32_t flags, shmchan_reader **out);
+int shmchan_check(shmchan_reader *r, uint64_t pos);
+int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns);
+int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns);
+void shmchan_wake_head(shmchan_channel *ch);
+uint64_t shmchan_reader_lost(const shmchan_reader *r);
+uint64_t shmchan_reader_position(const shmchan_reader *r);
+int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *out, uint32_t max);
+int shmchan_kind(const shmchan_channel *ch);
+int shmchan_state_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len, uint64_t *version);
+uint64_t shmchan_state_version(const shmchan_channel *ch);
+int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns, uint64_t *now);

@@ -270,6 +270,15 @@ int shmchan_check(shmchan_reader *r, uint64_t pos);
 /* Waits until a message can be taken, without taking it: 0, or the errors of shmchan_peek. For
    bindings that wait on another thread (asyncio) and take the message on their own. */
 int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns);
+/*
+ * For bindings that wait on a helper thread (asyncio) while the handle stays with its owner: sleeps
+ * until the channel's head differs from `pos`, a wake-up, or the timeout; touches no handle state
+ * and reports nothing else, so the caller looks again with a non-blocking call on its own thread.
+ * 0 (look again), -ETIMEDOUT or -EINTR. shmchan_wake_head wakes every such sleeper (and, spuriously,
+ * other sleepers on the channel), e.g. before closing the channel under them.
+ */
+int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns);
+void shmchan_wake_head(shmchan_channel *ch);
 /* Messages this reader lost to lapping since it attached (BROADCAST/OVERWRITE). */
 uint64_t shmchan_reader_lost(const shmchan_reader *r);
 /* The next position this reader will take. */

@@ -3,6 +3,8 @@ ident SHCI
 enum shmchan.fb.ChannelKind ubyte
 value 0 Unknown
 value 1 Spsc
+value 2 Broadcast
+value 3 State
 enum shmchan.fb.DType ubyte
 value 0 Unknown
 value 1 Bool
@@ -28,6 +30,7 @@ field 4 payload shmchan.fb.PayloadSchema
 field 5 dtype shmchan.fb.DType
 field 6 shape [long]
 field 7 metadata [shmchan.fb.KeyValue]
+field 8 numpy_descr string
 table shmchan.fb.KeyValue
 field 0 key string
 field 1 value string

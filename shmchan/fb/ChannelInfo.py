@@ -131,8 +131,17 @@ class ChannelInfo(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         return o == 0
 
+    # numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
+    # Python literal text), for state boards whose value is a structured or sub-array dtype
+    # ChannelInfo
+    def NumpyDescr(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ChannelInfoStart(builder):
-    builder.StartObject(8)
+    builder.StartObject(9)
 
 def Start(builder):
     ChannelInfoStart(builder)
@@ -196,6 +205,12 @@ def ChannelInfoStartMetadataVector(builder, numElems):
 
 def StartMetadataVector(builder, numElems):
     return ChannelInfoStartMetadataVector(builder, numElems)
+
+def ChannelInfoAddNumpyDescr(builder, numpyDescr):
+    builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(numpyDescr), 0)
+
+def AddNumpyDescr(builder, numpyDescr):
+    ChannelInfoAddNumpyDescr(builder, numpyDescr)
 
 def ChannelInfoEnd(builder):
     return builder.EndObject()

@@ -7,3 +7,7 @@ class ChannelKind(object):
     Unknown = 0
     # single producer, single consumer ring (layout 1.x)
     Spsc = 1
+    # one writer, many readers (block or overwrite policy)
+    Broadcast = 2
+    # a board holding the latest value and its version
+    State = 3

@@ -31,29 +31,37 @@ enum class ChannelKind : uint8_t {
   Unknown = 0,
   /// single producer, single consumer ring (layout 1.x)
   Spsc = 1,
+  /// one writer, many readers (block or overwrite policy)
+  Broadcast = 2,
+  /// a board holding the latest value and its version
+  State = 3,
   MIN = Unknown,
-  MAX = Spsc
+  MAX = State
 };
 
-inline const ChannelKind (&EnumValuesChannelKind())[2] {
+inline const ChannelKind (&EnumValuesChannelKind())[4] {
   static const ChannelKind values[] = {
     ChannelKind::Unknown,
-    ChannelKind::Spsc
+    ChannelKind::Spsc,
+    ChannelKind::Broadcast,
+    ChannelKind::State
   };
   return values;
 }
 
 inline const char * const *EnumNamesChannelKind() {
-  static const char * const names[3] = {
+  static const char * const names[5] = {
     "Unknown",
     "Spsc",
+    "Broadcast",
+    "State",
     nullptr
   };
   return names;
 }
 
 inline const char *EnumNameChannelKind(ChannelKind e) {
-  if (::flatbuffers::IsOutRange(e, ChannelKind::Unknown, ChannelKind::Spsc)) return "";
+  if (::flatbuffers::IsOutRange(e, ChannelKind::Unknown, ChannelKind::State)) return "";
   const size_t index = static_cast<size_t>(e);
   return EnumNamesChannelKind()[index];
 }
@@ -260,7 +268,8 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
     VT_PAYLOAD = 12,
     VT_DTYPE = 14,
     VT_SHAPE = 16,
-    VT_METADATA = 18
+    VT_METADATA = 18,
+    VT_NUMPY_DESCR = 20
   };
   shmchan::fb::ChannelKind kind() const {
     return static_cast<shmchan::fb::ChannelKind>(GetField<uint8_t>(VT_KIND, 1));
@@ -290,6 +299,11 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata() const {
     return GetPointer<const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *>(VT_METADATA);
   }
+  /// numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
+  /// Python literal text), for state boards whose value is a structured or sub-array dtype
+  const ::flatbuffers::String *numpy_descr() const {
+    return GetPointer<const ::flatbuffers::String *>(VT_NUMPY_DESCR);
+  }
   template <bool B = false>
   bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
@@ -305,6 +319,8 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
            VerifyOffset(verifier, VT_METADATA) &&
            verifier.VerifyVector(metadata()) &&
            verifier.VerifyVectorOfTables(metadata()) &&
+           VerifyOffset(verifier, VT_NUMPY_DESCR) &&
+           verifier.VerifyString(numpy_descr()) &&
            verifier.EndTable();
   }
 };
@@ -337,6 +353,9 @@ struct ChannelInfoBuilder {
   void add_metadata(::flatbuffers::Offset<::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata) {
     fbb_.AddOffset(ChannelInfo::VT_METADATA, metadata);
   }
+  void add_numpy_descr(::flatbuffers::Offset<::flatbuffers::String> numpy_descr) {
+    fbb_.AddOffset(ChannelInfo::VT_NUMPY_DESCR, numpy_descr);
+  }
   explicit ChannelInfoBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
@@ -357,9 +376,11 @@ inline ::flatbuffers::Offset<ChannelInfo> CreateChannelInfo(
     ::flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
     ::flatbuffers::Offset<::flatbuffers::Vector<int64_t>> shape = 0,
-    ::flatbuffers::Offset<::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata = 0) {
+    ::flatbuffers::Offset<::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>>> metadata = 0,
+    ::flatbuffers::Offset<::flatbuffers::String> numpy_descr = 0) {
   ChannelInfoBuilder builder_(_fbb);
   builder_.add_slot_size(slot_size);
+  builder_.add_numpy_descr(numpy_descr);
   builder_.add_metadata(metadata);
   builder_.add_shape(shape);
   builder_.add_payload(payload);
@@ -379,9 +400,11 @@ inline ::flatbuffers::Offset<ChannelInfo> CreateChannelInfoDirect(
     ::flatbuffers::Offset<shmchan::fb::PayloadSchema> payload = 0,
     shmchan::fb::DType dtype = shmchan::fb::DType::Unknown,
     const std::vector<int64_t> *shape = nullptr,
-    std::vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata = nullptr) {
+    std::vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata = nullptr,
+    const char *numpy_descr = nullptr) {
   auto shape__ = shape ? _fbb.CreateVector<int64_t>(*shape) : 0;
   auto metadata__ = metadata ? _fbb.CreateVectorOfSortedTables<shmchan::fb::KeyValue>(metadata) : 0;
+  auto numpy_descr__ = numpy_descr ? _fbb.CreateString(numpy_descr) : 0;
   return shmchan::fb::CreateChannelInfo(
       _fbb,
       kind,
@@ -391,7 +414,8 @@ inline ::flatbuffers::Offset<ChannelInfo> CreateChannelInfoDirect(
       payload,
       dtype,
       shape__,
-      metadata__);
+      metadata__,
+      numpy_descr__);
 }
 
 inline const shmchan::fb::ChannelInfo *GetChannelInfo(const void *buf) {

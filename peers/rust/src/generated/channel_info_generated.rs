@@ -16,12 +16,14 @@ pub mod fb {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CHANNEL_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CHANNEL_KIND: u8 = 1;
+pub const ENUM_MAX_CHANNEL_KIND: u8 = 3;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CHANNEL_KIND: [ChannelKind; 2] = [
+pub const ENUM_VALUES_CHANNEL_KIND: [ChannelKind; 4] = [
   ChannelKind::Unknown,
   ChannelKind::Spsc,
+  ChannelKind::Broadcast,
+  ChannelKind::State,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -32,18 +34,26 @@ impl ChannelKind {
   pub const Unknown: Self = Self(0);
   /// single producer, single consumer ring (layout 1.x)
   pub const Spsc: Self = Self(1);
+  /// one writer, many readers (block or overwrite policy)
+  pub const Broadcast: Self = Self(2);
+  /// a board holding the latest value and its version
+  pub const State: Self = Self(3);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_MAX: u8 = 3;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unknown,
     Self::Spsc,
+    Self::Broadcast,
+    Self::State,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
     match self {
       Self::Unknown => Some("Unknown"),
       Self::Spsc => Some("Spsc"),
+      Self::Broadcast => Some("Broadcast"),
+      Self::State => Some("State"),
       _ => None,
     }
   }
@@ -417,6 +427,7 @@ impl<'a> ChannelInfo<'a> {
   pub const VT_DTYPE: ::flatbuffers::VOffsetT = 14;
   pub const VT_SHAPE: ::flatbuffers::VOffsetT = 16;
   pub const VT_METADATA: ::flatbuffers::VOffsetT = 18;
+  pub const VT_NUMPY_DESCR: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -429,6 +440,7 @@ impl<'a> ChannelInfo<'a> {
   ) -> ::flatbuffers::WIPOffset<ChannelInfo<'bldr>> {
     let mut builder = ChannelInfoBuilder::new(_fbb);
     builder.add_slot_size(args.slot_size);
+    if let Some(x) = args.numpy_descr { builder.add_numpy_descr(x); }
     if let Some(x) = args.metadata { builder.add_metadata(x); }
     if let Some(x) = args.shape { builder.add_shape(x); }
     if let Some(x) = args.payload { builder.add_payload(x); }
@@ -500,6 +512,15 @@ impl<'a> ChannelInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyValue>>>>(ChannelInfo::VT_METADATA, None)}
   }
+  /// numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
+  /// Python literal text), for state boards whose value is a structured or sub-array dtype
+  #[inline]
+  pub fn numpy_descr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ChannelInfo::VT_NUMPY_DESCR, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ChannelInfo<'_> {
@@ -516,6 +537,7 @@ impl ::flatbuffers::Verifiable for ChannelInfo<'_> {
      .visit_field::<DType>("dtype", Self::VT_DTYPE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("shape", Self::VT_SHAPE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<KeyValue>>>>("metadata", Self::VT_METADATA, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("numpy_descr", Self::VT_NUMPY_DESCR, false)?
      .finish();
     Ok(())
   }
@@ -529,6 +551,7 @@ pub struct ChannelInfoArgs<'a> {
     pub dtype: DType,
     pub shape: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
     pub metadata: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyValue<'a>>>>>,
+    pub numpy_descr: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for ChannelInfoArgs<'a> {
   #[inline]
@@ -542,6 +565,7 @@ impl<'a> Default for ChannelInfoArgs<'a> {
       dtype: DType::Unknown,
       shape: None,
       metadata: None,
+      numpy_descr: None,
     }
   }
 }
@@ -584,6 +608,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ChannelInfoBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ChannelInfo::VT_METADATA, metadata);
   }
   #[inline]
+  pub fn add_numpy_descr(&mut self, numpy_descr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ChannelInfo::VT_NUMPY_DESCR, numpy_descr);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ChannelInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ChannelInfoBuilder {
@@ -609,6 +637,7 @@ impl ::core::fmt::Debug for ChannelInfo<'_> {
       ds.field("dtype", &self.dtype());
       ds.field("shape", &self.shape());
       ds.field("metadata", &self.metadata());
+      ds.field("numpy_descr", &self.numpy_descr());
       ds.finish()
   }
 }
