@@ -9,6 +9,7 @@ b'hello'
 """
 
 from ._version import __version__
+from .broadcast import Broadcast, ReaderPlace
 from .channel import (
     Channel,
     ChannelServer,
@@ -35,13 +36,16 @@ from .errors import (
     ChannelTimeoutError,
     CorruptChannelError,
     IncompatibleChannelError,
+    LappedError,
     MessageReleasedError,
     PeerDeadError,
     ShmchanError,
 )
 from .schema import DecodeError as ShmchanDecodeError
+from .state import State, StateWriter
 
 __all__ = [
+    "Broadcast",
     "Channel",
     "ChannelAllocationError",
     "ChannelBusyError",
@@ -57,13 +61,17 @@ __all__ = [
     "ChannelTimeoutError",
     "CorruptChannelError",
     "IncompatibleChannelError",
+    "LappedError",
     "Message",
     "MessageReleasedError",
     "PeerDeadError",
     "Reader",
+    "ReaderPlace",
     "ShmchanDecodeError",
     "ShmchanError",
     "Slot",
+    "State",
+    "StateWriter",
     "Writer",
     "__version__",
     "cleanup_stale",

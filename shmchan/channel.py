@@ -16,6 +16,8 @@ share a handle across ``fork()``; open the channel again in the child.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import math
@@ -25,7 +27,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -68,6 +70,11 @@ _MSYNC = {
 }
 _MSYNC_NAMES = {v: k for k, v in _MSYNC.items()}
 _PEER_STATES = {0: "none", 1: "attached", 2: "closed"}
+_ESTALE = -errno.ESTALE
+_KIND_NAMES = {lib.SHMCHAN_KIND_SPSC: "spsc", lib.SHMCHAN_KIND_BROADCAST: "broadcast", lib.SHMCHAN_KIND_STATE: "state"}
+#: the class Channel.open returns for each kind (Broadcast and State register themselves)
+_KIND_CLASSES: dict[int, type[Channel]] = {}
+_PARK_NS = 100_000_000  # an asyncio wait parks a helper thread for at most this long at a time
 
 DtypeLike = npt.DTypeLike
 Shape = int | tuple[int, ...]
@@ -159,6 +166,54 @@ def _unlinker(ptr: Any) -> Callable[[], None]:
     return run
 
 
+class _Parking:
+    """Helper threads parked in C on a channel for asyncio waits. ``close()`` must not unmap the
+    channel under them: it wakes them and waits until none is left inside C."""
+
+    __slots__ = ("_cond", "_n")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._n = 0
+
+    def run(self, ch: Channel, call: Callable[[Any], int]) -> int:
+        with self._cond:
+            ptr = ch._ptr()  # raises once closed: nothing new parks after close() began
+            self._n += 1
+        try:
+            return call(ptr)
+        finally:
+            with self._cond:
+                self._n -= 1
+                self._cond.notify_all()
+
+    def drain(self, ptr: Any) -> None:
+        with self._cond:
+            while self._n:
+                lib.shmchan_wake_head(ptr)  # they return at once and find the channel closing
+                self._cond.wait(0.001)
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The shared helper threads of asyncio waits: each pending wait sleeps in the kernel (futex) in
+    one of them for at most 100 ms at a time; none of them polls."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="shmchan-wait")
+        return _executor
+
+
+async def _park(ch: Channel, call: Callable[[Any], int]) -> int:
+    """Run a blocking C wait of ``ch`` on a helper thread, without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), ch._park.run, ch, call)
+
+
 @dataclass(frozen=True)
 class ChannelStats:
     """A snapshot of a channel's counters (taken without stopping anybody; fields may be
@@ -204,6 +259,7 @@ class Channel:
         "_info",
         "_map",
         "_name",
+        "_park",
         "_path",
         "_persist",
         "_rbufs",
@@ -226,6 +282,7 @@ class Channel:
         self._wbufs: dict[int, SlotBuffer] = {}
         self._rbufs: dict[int, SlotBuffer] = {}
         self._servers: list[ChannelServer] = []
+        self._park = _Parking()
         info = ffi.new("struct shmchan_info *")
         lib.shmchan_info(ptr, info)
         self._info = {k: getattr(info, k) for k in dir(info)}
@@ -291,12 +348,28 @@ class Channel:
         """
         where, is_file = _target(name, path)
         size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
-        if schema is not None or dtype is not None or shape is not None or metadata is not None:
+        return cls._create(where, is_file, size, cap, align, msync=msync, mode=mode, persist=persist,
+                           descriptor=descriptor, schema=schema, dtype=dtype, shape=shape, metadata=metadata,
+                           reclaim_stale=reclaim_stale)
+
+    @classmethod
+    def _create(cls, where: str, is_file: bool, size: int, cap: int, align: int, *, msync: str, mode: int,
+                persist: bool | None, descriptor: bytes | None, schema: _schema.SchemaSpec | None,
+                dtype: DtypeLike | None, shape: tuple[int, ...] | None, metadata: dict[str, str] | None,
+                reclaim_stale: bool, kind: int = 0, max_readers: int = 0, policy: int = 0,
+                numpy_descr: str | None = None) -> Any:
+        """The part of create shared by every kind, once the geometry is checked."""
+        if schema is not None or dtype is not None or shape is not None or metadata is not None or numpy_descr:
             if descriptor is not None:
                 raise ValueError("give either descriptor or schema/dtype/shape/metadata, not both")
             descriptor = _schema.make_descriptor(schema, slot_size=size, capacity=cap, slot_align=align,
-                                                 dtype=dtype, shape=shape, metadata=metadata)
+                                                 dtype=dtype, shape=shape, metadata=metadata,
+                                                 kind=_KIND_NAMES.get(kind or lib.SHMCHAN_KIND_SPSC, "spsc"),
+                                                 numpy_descr=numpy_descr)
         cfg, _keep = _config(size, cap, align, msync, mode, descriptor)
+        cfg.kind = kind
+        cfg.max_readers = max_readers
+        cfg.policy = policy
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         if is_file:
@@ -325,8 +398,12 @@ class Channel:
         timeout: float | None = 2.0,
         schema: _schema.SchemaSpec | None = None,
         allow_foreign: bool = False,
-    ) -> Channel:
+    ) -> Any:
         """Open an existing channel by ``name`` (or ``path``).
+
+        ``Channel.open`` returns an instance of the class of the channel's kind (:class:`Channel`,
+        :class:`shmchan.Broadcast` or :class:`shmchan.State`); ``Broadcast.open`` and ``State.open``
+        refuse a channel of another kind with :class:`IncompatibleChannelError`.
 
         Waits up to ``timeout`` seconds for a creator that is still initialising it. A channel
         owned by another user, or writable by group or others, could be corrupted by someone else
@@ -348,7 +425,14 @@ class Channel:
             rc = lib.shmchan_open_ex(where.encode(), tns, flags, out, diag)
         if rc:
             raise_for(rc, f"cannot open channel {where!r}", diag_text(diag), where)
-        ch = cls(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
+        kind = lib.shmchan_kind(out[0])
+        klass = _KIND_CLASSES.get(kind, Channel)
+        if cls is not Channel and cls is not klass:
+            lib.shmchan_close(out[0])
+            raise E.IncompatibleChannelError(
+                f"channel {where!r} is a {_KIND_NAMES.get(kind, kind)} channel: open it with "
+                f"shmchan.{klass.__name__}.open (or shmchan.Channel.open, which picks the class)")
+        ch = klass(out[0], None if is_file else where, where if is_file else None, creator=False, persist=True)
         if schema is not None:
             try:
                 _schema.check_channel_schema(ch, schema)
@@ -618,6 +702,8 @@ class Channel:
             )
         for server in self._servers:
             server.close()
+        self._closed = True  # no new asyncio wait parks from here on
+        self._park.drain(self._map.ptr)
         for d in (self._wbufs, self._rbufs):
             for b in d.values():
                 b.invalidate()
@@ -946,13 +1032,14 @@ class Message:
     released then.
     """
 
-    __slots__ = ("_len", "_pos", "_reader", "_released", "_slot")
+    __slots__ = ("_len", "_lost", "_pos", "_reader", "_released", "_slot")
 
-    def __init__(self, reader: Reader, pos: int, length: int, slot: int) -> None:
+    def __init__(self, reader: Reader, pos: int, length: int, slot: int, lost: int = 0) -> None:
         self._reader = reader
         self._pos = pos
         self._len = length
         self._slot = slot
+        self._lost = lost
         self._released = False
 
     @property
@@ -969,6 +1056,29 @@ class Message:
     def released(self) -> bool:
         """Whether :meth:`release` was called."""
         return self._released
+
+    @property
+    def lost(self) -> int:
+        """Broadcast channels with the overwrite policy: how many messages this reader lost just
+        before this one because the writer lapped it (0 otherwise; saturates at 2**32 - 1)."""
+        return self._lost
+
+    @property
+    def intact(self) -> bool:
+        """Whether the slot still holds this message. Always true, except on a broadcast channel
+        with the overwrite policy, where the writer may lap the reader and rewrite the slot while
+        the message is held: then what was read from its views may be torn. Check it *after*
+        reading (:meth:`release` and leaving a ``with`` block check it too)."""
+        if self._released:
+            raise E.MessageReleasedError("the message was released")
+        return self._reader._check(self._pos) == 0
+
+    def check(self) -> None:
+        """Raise :class:`LappedError` if the writer has rewritten this message's slot (see
+        :attr:`intact`)."""
+        if not self.intact:
+            raise E.LappedError(f"message {self._pos} was overwritten while it was held: what was read "
+                                "from it may be torn")
 
     @property
     def buffer(self) -> memoryview:
@@ -995,7 +1105,10 @@ class Message:
         return _schema.decode_tensor(self.buffer).array
 
     def release(self) -> None:
-        """Give the slot back to the writer (once no view of it is alive). Idempotent."""
+        """Give the slot back to the writer (once no view of it is alive). Idempotent.
+
+        On a broadcast channel with the overwrite policy, raises :class:`LappedError` (after
+        releasing) if the writer rewrote the slot while the message was held."""
         if not self._released:
             self._released = True
             self._reader._release(self._pos, self._slot)
@@ -1004,7 +1117,11 @@ class Message:
         return self
 
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
-        self.release()
+        if t is None:
+            self.release()
+        else:  # do not hide the exception that is already on its way
+            with contextlib.suppress(E.LappedError):
+                self.release()
 
     def __del__(self) -> None:
         if not self._released:
@@ -1015,7 +1132,8 @@ class Message:
         return self._len
 
     def __repr__(self) -> str:
-        return f"<shmchan.Message seq={self._pos} nbytes={self._len}{' released' if self._released else ''}>"
+        lost = f" lost={self._lost}" if self._lost else ""
+        return f"<shmchan.Message seq={self._pos} nbytes={self._len}{lost}{' released' if self._released else ''}>"
 
 
 class Reader:
@@ -1055,7 +1173,7 @@ class Reader:
         rc = lib.shmchan_peek(r, _first(tns), m)
         if rc:
             self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns)
-        return Message(self, m.pos, m.len, m.slot)
+        return Message(self, m.pos, m.len, m.slot, m.lost)
 
     def recv_bytes(self, timeout: float | None = None) -> bytes:
         """Take the next message as a ``bytes`` copy (and release it). Waits like :meth:`recv`."""
@@ -1064,11 +1182,14 @@ class Reader:
             self._sweep()
         m = self._m
         tns = _timeout_ns(timeout)
-        rc = lib.shmchan_peek(r, _first(tns), m)
-        if rc:
-            self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns)
-        data: bytes = ffi.buffer(m.data, m.len)[:]
-        rc = lib.shmchan_release(r, m.pos)
+        while True:
+            rc = lib.shmchan_peek(r, _first(tns), m)
+            if rc:
+                self._wait(lambda t: lib.shmchan_peek(r, t, m), rc, tns)
+            data: bytes = ffi.buffer(m.data, m.len)[:]
+            rc = lib.shmchan_release(r, m.pos)
+            if rc != _ESTALE:  # overwritten during the copy (overwrite policy): counted lost, take the next
+                break
         if rc:  # e.g. the object was truncated under the copy: data may hold zeros
             raise_for(rc, f"cannot read from {self._ch._where()!r}", self._ch._diag(rc))
         return data
@@ -1105,7 +1226,53 @@ class Reader:
         n = lib.shmchan_peek_batch(r, b, max_messages, _first(tns))
         if n < 0:
             n = self._wait(lambda t: lib.shmchan_peek_batch(r, b, max_messages, t), n, tns)
-        return [Message(self, b[i].pos, b[i].len, b[i].slot) for i in range(n)]
+        return [Message(self, b[i].pos, b[i].len, b[i].slot, b[i].lost) for i in range(n)]
+
+    async def recv_async(self, timeout: float | None = None) -> Message:
+        """:meth:`recv` for asyncio: waits without blocking the event loop (and without polling).
+
+        While the ring is empty, the wait sleeps in the kernel on a shared helper thread, woken by
+        the writer's commit; the message is then taken on the event loop's thread, so the reader
+        handle is never used by two threads. Cancelling the task cancels the wait and takes
+        nothing. Raises like :meth:`recv`."""
+        self._ptr()
+        try:
+            return self.recv(timeout=0)
+        except E.ChannelEmptyError:
+            if timeout == 0:
+                raise
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns()
+        while True:
+            if tns >= 0:
+                left = tns - (time.monotonic_ns() - start)
+                if left <= 0:
+                    raise E.ChannelTimeoutError(f"no message on channel {self._ch._where()!r} for the whole timeout")
+            else:
+                left = _PARK_NS
+            pos = lib.shmchan_reader_position(self._ptr())
+            slice_ns = min(left, _PARK_NS)
+            await _park(self._ch, lambda ptr: lib.shmchan_wait_head(ptr, pos, slice_ns))
+            try:
+                return self.recv(timeout=0)
+            except E.ChannelEmptyError:
+                continue
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        """``async for msg in reader``: like iterating, with :meth:`recv_async`; each message is
+        released when the loop moves on, and the loop ends when the writer closes."""
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[Message]:
+        while True:
+            try:
+                msg = await self.recv_async()
+            except E.ChannelEndedError:
+                return
+            try:
+                yield msg
+            finally:
+                msg.release()
 
     def __iter__(self) -> Iterator[Message]:
         while True:
@@ -1129,6 +1296,12 @@ class Reader:
         """Messages received and not yet handed back to the writer (including pinned ones)."""
         return int(lib.shmchan_reader_outstanding(self._ptr()))
 
+    @property
+    def lost(self) -> int:
+        """Messages this reader lost since it attached because the writer lapped it (broadcast
+        channels with the overwrite policy; always 0 otherwise)."""
+        return int(lib.shmchan_reader_lost(self._ptr()))
+
     # ---- internals ----
 
     def _ptr(self) -> Any:
@@ -1147,14 +1320,21 @@ class Reader:
         self._ptr()
         return self._ch._slot_buffer(slot, True)
 
+    def _check(self, pos: int) -> int:
+        return int(lib.shmchan_check(self._ptr(), pos))
+
     def _release(self, pos: int, slot: int) -> None:
         if self._r is None or self._ch._map.ptr is None:
             return
         buf = self._ch._rbufs.get(slot)
         if buf is not None and buf.exports:
+            rc = lib.shmchan_check(self._r, pos)
             self._pinned.append((pos, buf))  # a view is alive: hand the slot back when it dies
-            return
-        rc = lib.shmchan_release(self._r, pos)
+        else:
+            rc = lib.shmchan_release(self._r, pos)
+        if rc == _ESTALE:
+            raise E.LappedError(f"message {pos} of {self._ch._where()!r} was overwritten while it was held "
+                                "(the writer lapped this reader): what was read from it may be torn")
         if rc:
             raise_for(rc, f"cannot release a message of {self._ch._where()!r}", self._ch._diag(rc))
 

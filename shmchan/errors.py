@@ -15,6 +15,7 @@ __all__ = [
     "ChannelTimeoutError",
     "CorruptChannelError",
     "IncompatibleChannelError",
+    "LappedError",
     "MessageReleasedError",
     "PeerDeadError",
     "ShmchanError",
@@ -79,3 +80,9 @@ class ChannelClosedError(ValueError, ShmchanError):
 
 class MessageReleasedError(ValueError, ShmchanError):
     """The message (or slot) was already released (or committed/aborted)."""
+
+
+class LappedError(ShmchanError):
+    """Broadcast, overwrite policy: the writer rewrote a message's slot while the reader held it,
+    so what was read from its views may be torn. Raised by ``Message.release``/``check`` and when a
+    ``with`` block over the message ends."""

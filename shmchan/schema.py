@@ -467,6 +467,12 @@ class ChannelInfo:
     dtype: np.dtype[Any] | None = None
     shape: tuple[int, ...] | None = None  #: -1 means "any size" in that dimension
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: state boards of a structured or sub-array dtype: numpy.lib.format.dtype_to_descr, as text
+    numpy_descr: str | None = None
+
+
+_KIND_CODES = {"spsc": 1, "broadcast": 2, "state": 3}
+_KIND_NAMES = {v: k for k, v in _KIND_CODES.items()}
 
 
 def encode_channel_info(info: ChannelInfo) -> bytes:
@@ -513,7 +519,10 @@ def encode_channel_info(info: ChannelInfo) -> bytes:
             b.PrependUOffsetTRelative(o)
         meta = b.EndVector()
     dtype = _dtype_code(info.dtype)[0] if info.dtype is not None else DType.Unknown
+    descr = b.CreateString(info.numpy_descr) if info.numpy_descr is not None else None
     CI.ChannelInfoStart(b)
+    if descr is not None:
+        CI.ChannelInfoAddNumpyDescr(b, descr)
     CI.ChannelInfoAddSlotSize(b, info.slot_size)
     if meta is not None:
         CI.ChannelInfoAddMetadata(b, meta)
@@ -524,7 +533,7 @@ def encode_channel_info(info: ChannelInfo) -> bytes:
     CI.ChannelInfoAddSlotAlign(b, info.slot_align)
     CI.ChannelInfoAddCapacity(b, info.capacity)
     CI.ChannelInfoAddDtype(b, int(dtype))
-    CI.ChannelInfoAddKind(b, 1 if info.kind == "spsc" else 0)
+    CI.ChannelInfoAddKind(b, _KIND_CODES.get(info.kind, 0))
     b.Finish(CI.ChannelInfoEnd(b), INFO_IDENT)
     return bytes(b.Output())
 
@@ -547,6 +556,7 @@ def decode_channel_info(data: bytes) -> ChannelInfo:
     for kv in c.table_vector(pos, 7, 4096):
         c.string(kv, 0)
         c.string(kv, 1)
+    c.string(pos, 8)
     try:
         ci = CI.GetRootAs(data, 0)
         payload = None
@@ -562,8 +572,10 @@ def decode_channel_info(data: bytes) -> ChannelInfo:
         for i in range(ci.MetadataLength()):
             kv = ci.Metadata(i)
             meta[(kv.Key() or b"").decode()] = (kv.Value() or b"").decode()
-        return ChannelInfo({1: "spsc"}.get(ci.Kind(), f"unknown({ci.Kind()})"), ci.SlotSize(), ci.Capacity(),
-                           ci.SlotAlign(), payload, dtype, shape, meta)
+        descr = ci.NumpyDescr()
+        return ChannelInfo(_KIND_NAMES.get(ci.Kind(), f"unknown({ci.Kind()})"), ci.SlotSize(), ci.Capacity(),
+                           ci.SlotAlign(), payload, dtype, shape, meta,
+                           descr.decode() if descr is not None else None)
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise DecodeError(f"malformed ChannelInfo descriptor: {exc}") from exc
 
@@ -577,8 +589,10 @@ def make_descriptor(
     dtype: npt.DTypeLike | None = None,
     shape: Iterable[int] | None = None,
     metadata: Mapping[str, str] | None = None,
+    kind: str = "spsc",
+    numpy_descr: str | None = None,
 ) -> bytes:
-    """The descriptor ``Channel.create(schema=...)`` stores."""
+    """The descriptor ``Channel.create(schema=...)`` (and Broadcast/State.create) stores."""
     if shape is not None:
         shape = tuple(int(d) for d in shape)
         if len(shape) > MAX_DIMS or any(d < -1 for d in shape):
@@ -586,10 +600,10 @@ def make_descriptor(
     if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise TypeError("metadata must map str to str")
     info = ChannelInfo(
-        "spsc", slot_size, capacity, slot_align,
+        kind, slot_size, capacity, slot_align,
         resolve_schema(schema) if schema is not None else None,
         _dtype_code(dtype)[1] if dtype is not None else None,
-        shape, dict(metadata or {}),
+        shape, dict(metadata or {}), numpy_descr,
     )
     return encode_channel_info(info)
 

@@ -131,8 +131,8 @@ class ChannelInfo(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         return o == 0
 
-    # numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
-    # Python literal text), for state boards whose value is a structured or sub-array dtype
+    # state boards: the value's numpy dtype as Python literal text "(descr, shape)", descr from
+    # numpy.lib.format.dtype_to_descr of the element and shape that of a sub-array (() if none)
     # ChannelInfo
     def NumpyDescr(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))

@@ -299,8 +299,8 @@ struct ChannelInfo FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *metadata() const {
     return GetPointer<const ::flatbuffers::Vector<::flatbuffers::Offset<shmchan::fb::KeyValue>> *>(VT_METADATA);
   }
-  /// numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
-  /// Python literal text), for state boards whose value is a structured or sub-array dtype
+  /// state boards: the value's numpy dtype as Python literal text "(descr, shape)", descr from
+  /// numpy.lib.format.dtype_to_descr of the element and shape that of a sub-array (() if none)
   const ::flatbuffers::String *numpy_descr() const {
     return GetPointer<const ::flatbuffers::String *>(VT_NUMPY_DESCR);
   }

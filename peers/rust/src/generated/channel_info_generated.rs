@@ -512,8 +512,8 @@ impl<'a> ChannelInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyValue>>>>(ChannelInfo::VT_METADATA, None)}
   }
-  /// numpy's portable description of a structured value (numpy.lib.format.dtype_to_descr, as
-  /// Python literal text), for state boards whose value is a structured or sub-array dtype
+  /// state boards: the value's numpy dtype as Python literal text "(descr, shape)", descr from
+  /// numpy.lib.format.dtype_to_descr of the element and shape that of a sub-array (() if none)
   #[inline]
   pub fn numpy_descr(&self) -> Option<&'a str> {
     // Safety:

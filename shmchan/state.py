@@ -1,0 +1,312 @@
+"""State boards: one writer publishes the latest value, any number of readers read it, never torn.
+
+The value is either a fixed numpy dtype (a scalar, a structured record, or a sub-array such as
+``np.dtype((np.uint64, (512,)))``) or a FlatBuffers record of a schema, up to ``max_size`` bytes.
+Every publish gets the next version (1, 2, 3, ...). The board keeps two slots: the writer fills
+the one readers are not sent to, then publishes its version; a reader copies the newest value out
+and checks, like a sequence lock, that the writer did not start rewriting that slot during the
+copy (then it copies again). So a reader is held up only when the writer publishes twice during
+one copy, and never sees a torn value. Readers take no lock and attach nothing: any number of
+processes, in any language, read at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import errno
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from . import errors as E
+from . import schema as _schema
+from ._binding import ffi, lib, raise_for
+from .channel import (
+    _EAGAIN,
+    _EINTR,
+    _EPEERDEAD,
+    _ETIMEDOUT,
+    _KIND_CLASSES,
+    _PARK_NS,
+    Channel,
+    DtypeLike,
+    Writer,
+    _first,
+    _keep_waiting,
+    _park,
+    _target,
+    _timeout_ns,
+)
+
+__all__ = ["State", "StateWriter"]
+
+_ENODATA = -errno.ENODATA
+
+
+def _descr_text(dt: np.dtype[Any]) -> str:
+    """``repr((descr, shape))``: numpy's portable description of the element (as in .npy files)
+    and the sub-array shape, ``()`` for a plain value."""
+    base, shape = dt.subdtype if dt.subdtype is not None else (dt, ())
+    return repr((np.lib.format.dtype_to_descr(base), tuple(shape)))
+
+
+def _dtype_of_descr(text: str) -> np.dtype[Any]:
+    try:
+        descr, shape = ast.literal_eval(text)
+        base = np.lib.format.descr_to_dtype(descr)
+        return np.dtype((base, tuple(shape))) if shape else base
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise E.IncompatibleChannelError(f"state board with an unreadable numpy dtype {text!r}: {exc}") from exc
+
+
+class State(Channel):
+    """A state board. Make one with :meth:`create`, or :meth:`open` it; :meth:`read` the value,
+    publish with ``state.writer().write(value)``."""
+
+    __slots__ = ("_dtype", "_lenp", "_payload", "_verp")
+
+    def __init__(self, ptr: Any, name: str | None, path: str | None, *, creator: bool, persist: bool) -> None:
+        """Internal: use :meth:`create` or :meth:`open`."""
+        super().__init__(ptr, name, path, creator=creator, persist=persist)
+        self._lenp = ffi.new("uint64_t *")
+        self._verp = ffi.new("uint64_t *")
+        self._dtype: np.dtype[Any] | None = None
+        self._payload: _schema.PayloadSchema | None = None
+        try:
+            info = self.info
+        except Exception:
+            self.close()
+            raise
+        if info is not None:
+            self._payload = info.payload
+            if info.numpy_descr is not None:
+                self._dtype = _dtype_of_descr(info.numpy_descr)
+            elif info.dtype is not None:
+                shape = tuple(info.shape or ())
+                self._dtype = np.dtype((info.dtype, shape)) if shape else info.dtype
+        if self._dtype is not None and self._dtype.itemsize != self.slot_size:
+            size = self.slot_size
+            self.close()
+            raise E.CorruptChannelError(f"state board of dtype {self._dtype} ({self._dtype.itemsize} bytes) "
+                                        f"with values of {size} bytes")
+
+    @classmethod
+    def create(  # type: ignore[override]
+        cls,
+        name: str | None = None,
+        *,
+        dtype: DtypeLike | None = None,
+        schema: _schema.SchemaSpec | None = None,
+        max_size: int | None = None,
+        path: str | os.PathLike[str] | None = None,
+        mode: int = 0o600,
+        persist: bool | None = None,
+        metadata: dict[str, str] | None = None,
+        reclaim_stale: bool = False,
+    ) -> State:
+        """Create a state board holding a value of numpy ``dtype``, or a FlatBuffers record of
+        ``schema`` (``"frame"``, ``"tensor"``, a :class:`shmchan.schema.PayloadSchema`, ``.bfbs``
+        bytes or path) of at most ``max_size`` bytes. Without either, values are raw bytes of at
+        most ``max_size``. ``name``/``path``, ``mode``, ``persist``, ``metadata`` and
+        ``reclaim_stale`` are those of :meth:`shmchan.Channel.create`.
+        """
+        where, is_file = _target(name, path)
+        descr: str | None = None
+        hint: DtypeLike | None = None
+        shape: tuple[int, ...] | None = None
+        if dtype is not None:
+            if schema is not None:
+                raise ValueError("give dtype or schema, not both")
+            dt = np.dtype(dtype)
+            if dt.itemsize == 0:
+                raise ValueError(f"dtype {dt} has no size")
+            if max_size is not None and max_size != dt.itemsize:
+                raise ValueError(f"max_size {max_size} differs from the dtype's size {dt.itemsize}")
+            size = dt.itemsize
+            descr = _descr_text(dt)
+            base, sub = (dt.subdtype if dt.subdtype is not None else (dt, ()))
+            try:  # a hint C and Rust peers read without numpy: element type and shape
+                _schema.make_descriptor(None, slot_size=1, capacity=2, slot_align=64, dtype=base)
+                hint, shape = base, tuple(sub)
+            except TypeError:
+                pass  # a structured value: numpy_descr only
+        else:
+            if max_size is None:
+                raise ValueError("give dtype, or max_size (with or without schema)")
+            if isinstance(max_size, bool) or not isinstance(max_size, int) or not 1 <= max_size <= 1 << 40:
+                raise ValueError(f"max_size must be an int from 1 to 2**40, got {max_size!r}")
+            size = max_size
+        st: State = cls._create(where, is_file, size, 2, 64, msync="none", mode=mode, persist=persist,
+                                descriptor=None, schema=schema, dtype=hint, shape=shape,
+                                metadata=metadata if metadata is not None else {}, reclaim_stale=reclaim_stale,
+                                kind=lib.SHMCHAN_KIND_STATE, numpy_descr=descr)
+        return st
+
+    # ---- reading ----
+
+    @property
+    def dtype(self) -> np.dtype[Any] | None:
+        """The value's numpy dtype (None for FlatBuffers or raw-bytes boards)."""
+        return self._dtype
+
+    @property
+    def max_size(self) -> int:
+        """The largest value in bytes (the dtype's size for numpy boards)."""
+        return self.slot_size
+
+    @property
+    def version(self) -> int:
+        """The version of the newest value (0: nothing published yet)."""
+        return int(lib.shmchan_state_version(self._ptr()))
+
+    def read(self) -> tuple[Any, int]:
+        """The newest value and its version, as a private copy: ``(value, version)``.
+
+        The value is a numpy array of the board's dtype (0-d arrays become numpy scalars or
+        records), or ``bytes`` for FlatBuffers and raw boards. ``(None, 0)`` before the first
+        publish. One call into C; the copy is retried if the writer rewrote the slot under it.
+        """
+        ptr = self._ptr()
+        dt = self._dtype
+        if dt is not None:
+            out: Any = np.empty((), dtype=dt)
+            buf = ffi.from_buffer(out, require_writable=True)
+            cap = dt.itemsize
+        else:
+            cap = self.slot_size
+            out = bytearray(cap)
+            buf = ffi.from_buffer(out, require_writable=True)
+        rc = lib.shmchan_state_read(ptr, buf, cap, self._lenp, self._verp)
+        if rc:
+            if rc == _ENODATA:
+                return None, 0
+            raise_for(rc, f"cannot read state board {self._where()!r}",
+                      "the writer replaced the value faster than it could be copied" if rc == -errno.EBUSY
+                      else self._diag(rc))
+        version = int(self._verp[0])
+        if dt is None:
+            return bytes(memoryview(out)[: self._lenp[0]]), version
+        if self._lenp[0] != dt.itemsize:
+            raise E.CorruptChannelError(f"state board {self._where()!r} holds a value of {self._lenp[0]} bytes; "
+                                        f"its dtype {dt} has {dt.itemsize}")
+        return (out[()] if out.ndim == 0 else out), version
+
+    def wait_for_change(self, version: int, timeout: float | None = None) -> int:
+        """Sleep until the board's version differs from ``version``; return the new version.
+
+        Sleeps in the kernel (no spinning), woken by the writer's publish. Raises
+        :class:`ChannelTimeoutError` after ``timeout`` seconds (``None``: never),
+        :class:`PeerDeadError` if the writer died while attached (a writer that closed cleanly,
+        or none yet, is waited for: a new one may attach)."""
+        ptr = self._ptr()
+        vp = ffi.new("uint64_t *")
+        tns = _timeout_ns(timeout)
+        rc = lib.shmchan_state_wait(ptr, version, _first(tns), vp)
+        if rc:
+            rc = _keep_waiting(lambda t: lib.shmchan_state_wait(ptr, version, t, vp), lambda: None, rc, tns)
+            if rc:
+                self._wait_failed(rc)
+        return int(vp[0])
+
+    async def wait_for_change_async(self, version: int, timeout: float | None = None) -> int:
+        """:meth:`wait_for_change` for asyncio, without blocking the event loop: the sleep happens
+        on a shared helper thread (in the kernel, not polling); cancelling the task cancels it."""
+        tns = _timeout_ns(timeout)
+        start = time.monotonic_ns()
+        while True:
+            v = self.version
+            if v != version:
+                return v
+            vp = ffi.new("uint64_t *")
+            rc = lib.shmchan_state_wait(self._ptr(), version, 0, vp)  # writer liveness, no sleep
+            if rc == 0:
+                return int(vp[0])
+            if rc != _EAGAIN:
+                self._wait_failed(rc)
+            left = _PARK_NS
+            if tns >= 0:
+                left = tns - (time.monotonic_ns() - start)
+                if left <= 0:
+                    self._wait_failed(_ETIMEDOUT)
+            slice_ns = min(left, _PARK_NS)
+            await _park(self, lambda p: lib.shmchan_wait_head(p, version, slice_ns))
+
+    def _wait_failed(self, rc: int) -> None:
+        where = self._where()
+        if rc in (_ETIMEDOUT, _EAGAIN):
+            raise E.ChannelTimeoutError(f"state board {where!r} did not change for the whole timeout")
+        if rc == _EPEERDEAD:
+            pid = self.stats().writer_pid
+            raise E.PeerDeadError(f"the writer of state board {where!r} (pid {pid}) died")
+        if rc == _EINTR:
+            raise InterruptedError(f"wait on state board {where!r} interrupted")
+        raise_for(rc, f"cannot wait on state board {where!r}", self._diag(rc))
+
+    # ---- writing ----
+
+    def writer(self, *, spin: float | None = None) -> StateWriter:
+        """Attach this process as the board's one writer (:class:`ChannelBusyError` if another is).
+        Publishing never waits, so ``spin`` has no effect; it is accepted for symmetry."""
+        ptr = self._ptr()
+        if self._writer is not None:
+            raise E.ChannelBusyError(f"{self!r} already has a writer on this handle")
+        out = ffi.new("shmchan_writer **")
+        rc = lib.shmchan_writer_attach(ptr, out)
+        if rc:
+            raise_for(rc, f"cannot attach a writer to {self._where()!r}",
+                      "another writer is attached" if rc == -errno.EBUSY else self._diag(rc))
+        w = StateWriter(self, out[0], None)
+        self._writer = w
+        return w
+
+    def reader(self, *, spin: float | None = None) -> Any:
+        """State boards have no reader to attach: call :meth:`read` on the board."""
+        raise TypeError("a state board is read with State.read(); it has no reader to attach")
+
+    def __repr__(self) -> str:
+        dt = getattr(self, "_dtype", None)  # also called while __init__ runs
+        what = str(dt) if dt is not None else f"<= {self.slot_size} B"
+        where = f"path={self._path!r}" if self._path else repr(self._name)
+        return f"<shmchan.State {where} {'closed' if self._closed else what}>"
+
+
+class StateWriter(Writer):
+    """The board's one writer. Get it from :meth:`State.writer`."""
+
+    __slots__ = ()
+
+    def write(self, value: Any) -> int:
+        """Publish ``value`` and return its version. For a dtype board, anything numpy converts
+        to the dtype (a scalar, a tuple for a record, an array of the sub-array's shape); else a
+        bytes-like FlatBuffer (or raw bytes) of at most ``max_size`` bytes. One copy, straight into
+        the slot readers are not being sent to; never waits."""
+        st = self._ch
+        assert isinstance(st, State)
+        dt = st._dtype
+        if dt is not None:
+            if dt.subdtype is not None:
+                base, shape = dt.subdtype
+                arr = np.ascontiguousarray(value, dtype=base)
+                if arr.shape != shape:
+                    raise ValueError(f"a value of shape {arr.shape}; the board holds {shape} of {base}")
+            else:
+                arr = np.asarray(value, dtype=dt)  # 0-d: always contiguous
+                if arr.shape != ():
+                    raise ValueError(f"a value of shape {arr.shape}; the board holds one {dt}")
+            data: Any = arr
+        else:
+            data = value
+            mv = memoryview(value).cast("B")
+            if len(mv) > st.slot_size:
+                raise ValueError(f"a value of {len(mv)} bytes; the board holds at most {st.slot_size}")
+            p = st._payload
+            if p is not None and p.file_identifier and bytes(mv[4:8]) != p.file_identifier.encode():
+                raise ValueError(f"the value is not a {p.name} FlatBuffer (file identifier "
+                                 f"{bytes(mv[4:8])!r}, expected {p.file_identifier!r})")
+        self.send(data)
+        return self._head
+
+
+_KIND_CLASSES[lib.SHMCHAN_KIND_STATE] = State
