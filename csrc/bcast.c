@@ -421,8 +421,9 @@ static int settle_join(shmchan_reader *r, uint64_t *start)
 			if (give_up == 0)
 				give_up = now + JOIN_SPIN_NS;
 			else if (now > give_up) {
-				if (!shmchan_peer_alive(ch, 1) ||
-				    shmchan_load_acquire32(&h->writer_state) != SHMCHAN_PEER_ATTACHED)
+				/* (L1) acquire: pairs with (L0) in ring.c */
+				uint32_t ws = shmchan_load_acquire32(&h->writer_state);
+				if (!shmchan_peer_alive(ch, 1) || ws != SHMCHAN_PEER_ATTACHED)
 					return 0; /* no live writer: the next one scans afresh and sees us */
 				give_up = now + JOIN_SPIN_NS;
 			}
@@ -471,6 +472,7 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 		shmchan_unlock_byte(ch->fd, lock_of_place(i));
 		return -ENOMEM;
 	}
+	r->ch = ch;
 	/* (C) acquire: pairs with (B) */
 	head = shmchan_load_acquire64(&h->head);
 	if (flags == SHMCHAN_START_OLDEST) {
@@ -508,7 +510,6 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 		return shmchan_poison(ch, "corrupt floor %llu above head %llu", (unsigned long long)start,
 				      (unsigned long long)head);
 	}
-	r->ch = ch;
 	r->place = p;
 	r->place_index = i;
 	r->tail = r->read_pos = start;
