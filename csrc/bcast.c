@@ -128,6 +128,8 @@ static void bury_dead_blockers(shmchan_writer *w)
 		c = shmchan_load_acquire64(&p->cursor);
 		if (w->dead_gen[i] == g1 + 1 || w->head - c < ch->g.capacity)
 			continue; /* not the one we wait for */
+		if (ch->reader && ch->reader->place == p)
+			continue; /* this handle's own reader: its lock is ours, which F_OFD_GETLK does not report */
 		if (shmchan_byte_locked(ch->fd, lock_of_place(i)) != 0)
 			continue; /* alive (or we cannot tell: never declare a live reader dead) */
 		/* (L3) acquire: a joiner that took the place meanwhile changed the generation */
@@ -672,13 +674,16 @@ static void skip_lapped(shmchan_reader *r, uint64_t *pending_lost)
 	n = to - r->read_pos;
 	r->lost += n;
 	*pending_lost += n;
-	shmchan_write_once64(&r->place->lost, r->lost);
 	if (r->read_pos != r->tail) {
-		/* messages we handed out and still hold are overwritten too: remember them as such */
+		/* messages we handed out and still hold are overwritten too: remember them as such, and
+		   count the unreleased ones lost now (their release says -ESTALE and counts nothing) */
+		for (uint64_t q = r->tail; q != r->read_pos; q++)
+			r->lost += !r->released[q & ch->g.mask];
 		r->orphan_lo = r->tail;
 		r->orphan_hi = r->read_pos;
 		memset(r->released, 0, ch->g.capacity);
 	}
+	shmchan_write_once64(&r->place->lost, r->lost);
 	r->tail = r->read_pos = to;
 	/* (D2) release: pairs with (E2) */
 	shmchan_store_release64(&r->place->cursor, to);
