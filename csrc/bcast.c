@@ -679,7 +679,9 @@ static void skip_lapped(shmchan_reader *r, uint64_t *pending_lost)
 		   count the unreleased ones lost now (their release says -ESTALE and counts nothing) */
 		for (uint64_t q = r->tail; q != r->read_pos; q++)
 			r->lost += !r->released[q & ch->g.mask];
-		r->orphan_lo = r->tail;
+		/* one range covers every lap's orphans (and the positions skipped between them) */
+		if (r->orphan_hi == r->orphan_lo)
+			r->orphan_lo = r->tail;
 		r->orphan_hi = r->read_pos;
 		memset(r->released, 0, ch->g.capacity);
 	}
@@ -697,8 +699,8 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg, uint64_t *pending_lo
 	const uint32_t s = (uint32_t)(pos & ch->g.mask);
 	uint64_t seq, len;
 
-	if (overwrite(ch) && r->cached_head - pos >= ch->g.capacity) {
-		skip_lapped(r, pending_lost);
+	if (overwrite(ch) && r->cached_head - pos > ch->g.capacity) {
+		skip_lapped(r, pending_lost); /* position pos + capacity is committed: pos is gone */
 		return 0;
 	}
 	/* (M4) acquire: length and payload of this position; pairs with (M2) */
@@ -717,6 +719,10 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg, uint64_t *pending_lo
 				skip_lapped(r, pending_lost);
 				return 0;
 			}
+			if (seq == SHMCHAN_SEQ_WRITING && pos + ch->g.capacity == head) {
+				skip_lapped(r, pending_lost); /* the writer is filling pos's slot right now */
+				return 0;
+			}
 		}
 		/* head has not moved, yet the slot holds another position (or a bad length) */
 		return shmchan_poison(ch, "corrupt slot %u: sequence %llu, length %llu, expected position %llu", s,
@@ -733,6 +739,24 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg, uint64_t *pending_lo
 	return 1;
 }
 
+/* Whether the reader holds a message in every slot; in overwrite mode first looks whether the
+   writer lapped it (which would free those slots: they are overwritten). */
+static int pinned(shmchan_reader *r, int *rc)
+{
+	shmchan_channel *ch = r->ch;
+
+	*rc = 0;
+	if (r->read_pos - r->tail < ch->g.capacity)
+		return 0;
+	if (overwrite(ch)) {
+		/* (C) acquire: pairs with (B) */
+		*rc = accept(r, shmchan_load_acquire64(&ch->hdr->head));
+		if (*rc == 0 && r->cached_head - r->read_pos > ch->g.capacity)
+			return 0; /* lapped: take() skips ahead and lets go of the held messages */
+	}
+	return 1;
+}
+
 int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
 {
 	uint64_t pending_lost = 0;
@@ -745,13 +769,15 @@ int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t 
 			break;
 		if (rc)
 			return n && rc == -SHMCHAN_EPINNED ? (int)n : rc;
-		while (n < max && r->read_pos != r->cached_head && r->read_pos - r->tail < r->ch->g.capacity) {
+		while (n < max && r->read_pos != r->cached_head) {
+			if (pinned(r, &rc))
+				return rc ? rc : n ? (int)n : -SHMCHAN_EPINNED;
 			rc = take(r, &msgs[n], &pending_lost);
 			if (rc < 0)
 				return rc;
 			n += (uint32_t)rc;
 		}
-		if (n == max || r->read_pos - r->tail == r->ch->g.capacity)
+		if (n == max)
 			break;
 		if (n && r->read_pos == r->cached_head) {
 			/* (C) acquire: more may have come; pairs with (B) */

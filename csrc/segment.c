@@ -596,7 +596,7 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 				out->reader_state = st;
 				if (!out->reader_pid)
 					out->reader_pid = shmchan_read_once32(&p->pid);
-				if (out->head - c < out->head - lowest)
+				if (out->head - c > out->head - lowest)
 					lowest = c;
 			}
 		}

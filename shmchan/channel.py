@@ -1297,6 +1297,12 @@ class Reader:
         return int(lib.shmchan_reader_outstanding(self._ptr()))
 
     @property
+    def position(self) -> int:
+        """The stream position of the next message :meth:`recv` will take (before any skip over
+        messages the writer has already overwritten)."""
+        return int(lib.shmchan_reader_position(self._ptr()))
+
+    @property
     def lost(self) -> int:
         """Messages this reader lost since it attached because the writer lapped it (broadcast
         channels with the overwrite policy; always 0 otherwise)."""

@@ -340,11 +340,21 @@ def test_open_with_newer_minor_version_is_accepted(made, unique_name: str) -> No
         assert r.recv_bytes(timeout=0) == b"ok"
 
 
-@pytest.mark.parametrize(("field", "value"), [("kind", 2), ("flags", 0x100)])
+@pytest.mark.parametrize(("field", "value"), [("kind", 4), ("kind", 0), ("flags", 0x100)])
 def test_open_with_unknown_kind_or_flags_raises_incompatible(made, unique_name: str, field: str, value: int) -> None:
     """An unknown channel kind or header flag raises IncompatibleChannelError."""
     poke(unique_name, field, value)
     with pytest.raises(shmchan.IncompatibleChannelError):
+        shmchan.Channel.open(unique_name)
+
+
+@pytest.mark.parametrize("kind", [2, 3])
+def test_spsc_header_relabelled_as_another_kind_is_corrupt(made, unique_name: str, kind: int) -> None:
+    """A known kind whose geometry does not fit the header (an SPSC segment relabelled broadcast or
+    state: no reader places, an 8-byte length table, a capacity other than 2) is refused as corrupt,
+    naming the kind."""
+    poke(unique_name, "kind", kind)
+    with pytest.raises(shmchan.CorruptChannelError, match=f"kind {kind}"):
         shmchan.Channel.open(unique_name)
 
 
