@@ -129,10 +129,13 @@ inline std::string check_compatible(const Schema &ch, const Schema &want)
 	return "";
 }
 
-/* The ChannelInfo FlatBuffer, built in the same order as Python and Rust (identical bytes). */
+/* The ChannelInfo FlatBuffer, built in the same order as Python and Rust (identical bytes): payload,
+   shape, metadata sorted by key, numpy_descr (state boards), then the table. */
 inline std::vector<uint8_t> build_channel_info(uint64_t slot_size, uint32_t capacity, uint32_t slot_align,
 					       const Schema *payload, fb::DType dtype, const std::vector<int64_t> *shape,
-					       std::vector<std::pair<std::string, std::string>> meta)
+					       std::vector<std::pair<std::string, std::string>> meta,
+					       fb::ChannelKind kind = fb::ChannelKind::Spsc,
+					       const char *numpy_descr = nullptr)
 {
 	flatbuffers::FlatBufferBuilder b(1024);
 	flatbuffers::Offset<fb::PayloadSchema> p = 0;
@@ -156,7 +159,10 @@ inline std::vector<uint8_t> build_channel_info(uint64_t slot_size, uint32_t capa
 		}
 		md = b.CreateVector(kvs);
 	}
-	auto root = fb::CreateChannelInfo(b, fb::ChannelKind::Spsc, slot_size, capacity, slot_align, p, dtype, shp, md);
+	flatbuffers::Offset<flatbuffers::String> descr = 0;
+	if (numpy_descr)
+		descr = b.CreateString(numpy_descr);
+	auto root = fb::CreateChannelInfo(b, kind, slot_size, capacity, slot_align, p, dtype, shp, md, descr);
 	b.Finish(root, fb::ChannelInfoIdentifier());
 	return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }

@@ -27,6 +27,14 @@ pub struct shmchan_config {
     pub msync_policy: u32,
     pub descriptor_size: u32,
     pub descriptor: *const c_void,
+    /// enum shmchan_kind; 0 = SPSC
+    pub kind: u32,
+    /// BROADCAST: reader places, 1 ..= 1024; 0 for the other kinds
+    pub max_readers: u32,
+    /// BROADCAST: enum shmchan_policy; 0 for the other kinds
+    pub policy: u32,
+    /// must be 0
+    pub _reserved: u32,
 }
 
 #[repr(C)]
@@ -52,6 +60,13 @@ pub struct shmchan_info {
     pub descriptor_size: u64,
     /// a sealed memfd channel
     pub sealed: i32,
+    /// enum shmchan_kind
+    pub kind: u32,
+    /// BROADCAST: reader places
+    pub max_readers: u32,
+    /// BROADCAST: enum shmchan_policy
+    pub policy: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -80,15 +95,41 @@ pub struct shmchan_msg {
     pub pos: u64,
     pub len: u64,
     pub slot: u32,
-    pub _pad: u32,
+    /// BROADCAST/OVERWRITE: messages skipped just before this one (saturates at u32::MAX)
+    pub lost: u32,
     pub data: *mut c_void,
 }
 
 impl Default for shmchan_msg {
     fn default() -> Self {
-        shmchan_msg { pos: 0, len: 0, slot: 0, _pad: 0, data: std::ptr::null_mut() }
+        shmchan_msg { pos: 0, len: 0, slot: 0, lost: 0, data: std::ptr::null_mut() }
     }
 }
+
+/// One broadcast reader place, for monitoring (`shmchan_reader_places`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct shmchan_place_info {
+    pub index: u32,
+    /// 0 free, 1 attached, 2 closed (free)
+    pub state: u32,
+    pub pid: u32,
+    /// attached and its liveness lock is held
+    pub alive: i32,
+    pub cursor: u64,
+    pub messages: u64,
+    pub bytes: u64,
+    pub lost: u64,
+    pub empty_waits: u64,
+}
+
+pub const SHMCHAN_KIND_SPSC: u32 = 1;
+pub const SHMCHAN_KIND_BROADCAST: u32 = 2;
+pub const SHMCHAN_KIND_STATE: u32 = 3;
+pub const SHMCHAN_POLICY_BLOCK: u32 = 0;
+pub const SHMCHAN_POLICY_OVERWRITE: u32 = 1;
+pub const SHMCHAN_START_LATEST: u32 = 0;
+pub const SHMCHAN_START_OLDEST: u32 = 1;
 
 extern "C" {
     pub fn shmchan_strerror(err: c_int) -> *const c_char;
@@ -109,6 +150,7 @@ extern "C" {
     pub fn shmchan_unlink(name: *const c_char) -> c_int;
     pub fn shmchan_info(ch: *const shmchan_channel, out: *mut shmchan_info) -> c_int;
     pub fn shmchan_stats(ch: *const shmchan_channel, out: *mut shmchan_stats) -> c_int;
+    pub fn shmchan_kind(ch: *const shmchan_channel) -> c_int;
     pub fn shmchan_read_descriptor(ch: *const shmchan_channel, buf: *mut c_void, cap: u64, len: *mut u64) -> c_int;
 
     pub fn shmchan_writer_attach(ch: *mut shmchan_channel, out: *mut *mut shmchan_writer) -> c_int;
@@ -129,6 +171,24 @@ extern "C" {
     pub fn shmchan_reader_set_spin(r: *mut shmchan_reader, spin_ns: i64);
     pub fn shmchan_peek(r: *mut shmchan_reader, timeout_ns: i64, msg: *mut shmchan_msg) -> c_int;
     pub fn shmchan_release(r: *mut shmchan_reader, pos: u64) -> c_int;
+    pub fn shmchan_recv(r: *mut shmchan_reader, buf: *mut c_void, cap: u64, len: *mut u64, timeout_ns: i64) -> c_int;
+    pub fn shmchan_reader_attach_ex(ch: *mut shmchan_channel, flags: u32, out: *mut *mut shmchan_reader) -> c_int;
+    pub fn shmchan_reader_outstanding(r: *const shmchan_reader) -> u64;
+    pub fn shmchan_check(r: *mut shmchan_reader, pos: u64) -> c_int;
+    pub fn shmchan_wait_readable(r: *mut shmchan_reader, timeout_ns: i64) -> c_int;
+    pub fn shmchan_reader_lost(r: *const shmchan_reader) -> u64;
+    pub fn shmchan_reader_position(r: *const shmchan_reader) -> u64;
+    pub fn shmchan_reader_places(ch: *const shmchan_channel, out: *mut shmchan_place_info, max: u32) -> c_int;
+
+    pub fn shmchan_state_read(
+        ch: *mut shmchan_channel,
+        buf: *mut c_void,
+        cap: u64,
+        len: *mut u64,
+        version: *mut u64,
+    ) -> c_int;
+    pub fn shmchan_state_version(ch: *const shmchan_channel) -> u64;
+    pub fn shmchan_state_wait(ch: *mut shmchan_channel, version: u64, timeout_ns: i64, now: *mut u64) -> c_int;
 
     /// test helper (src/sizes.c)
     pub fn shmchan_rs_sizeof(which: c_int) -> u64;

@@ -26,12 +26,19 @@
 //! let _ = data;
 //! ```
 //!
+//! Besides single-producer single-consumer channels ([`Channel`]), the core has two more kinds:
+//! [`Broadcast`] (one writer, up to `max_readers` readers that each see every message; a full ring
+//! blocks the writer or, with [`Policy::Overwrite`], laps slow readers, who learn how many
+//! messages they lost) and [`State`] (a board holding one value with a version, read by anyone,
+//! never torn).
+//!
 //! Messages follow the FlatBuffers schemas in `schemas/` (see `docs/protocol.md`): [`frame`]
 //! writes and decodes `Frame` messages in place, [`tensor`] the `Tensor` ones, and [`schema`] builds
 //! and checks the `ChannelInfo` descriptor.
 
 pub mod ffi;
 pub mod frame;
+pub mod interop;
 pub mod schema;
 pub mod tensor;
 
@@ -83,6 +90,7 @@ pub mod code {
     pub const ENOTINIT: i32 = 2005;
     pub const EENDED: i32 = 2006;
     pub const EPINNED: i32 = 2007;
+    pub const ENOREADERS: i32 = 2008;
 }
 
 /// What went wrong, by category.
@@ -94,8 +102,11 @@ pub enum ErrorKind {
     Ended,
     /// A wait ran out of time (or a zero timeout found nothing to do).
     Timeout,
-    /// Another writer/reader is attached.
+    /// Another writer/reader is attached (or, broadcast, every reader place is taken).
     Busy,
+    /// Broadcast, overwrite policy: the writer rewrote a message's slot while it was held, so
+    /// what was read from it may be torn.
+    Lapped,
     /// Not a channel, another layout version, or a payload schema that does not match.
     Incompatible,
     /// A shared field holds an impossible value.
@@ -125,7 +136,8 @@ impl Error {
             code::EBADMAGIC | code::EVERSION | code::ENOTINIT => ErrorKind::Incompatible,
             code::ECORRUPT => ErrorKind::Corrupt,
             libc_errno::ETIMEDOUT | libc_errno::EAGAIN => ErrorKind::Timeout,
-            libc_errno::EBUSY => ErrorKind::Busy,
+            libc_errno::EBUSY | code::ENOREADERS => ErrorKind::Busy,
+            libc_errno::ESTALE => ErrorKind::Lapped,
             libc_errno::ENOENT => ErrorKind::NotFound,
             _ => ErrorKind::Os,
         };
@@ -152,7 +164,10 @@ mod libc_errno {
     pub const EINTR: i32 = 4;
     pub const EAGAIN: i32 = 11;
     pub const EBUSY: i32 = 16;
+    pub const ENODATA: i32 = 61;
+    pub const EMSGSIZE: i32 = 90;
     pub const ETIMEDOUT: i32 = 110;
+    pub const ESTALE: i32 = 116;
 }
 
 fn timeout_ns(t: Option<Duration>) -> i64 {
@@ -174,6 +189,83 @@ fn retry_eintr(timeout: Option<Duration>, mut call: impl FnMut(i64) -> i32) -> i
     }
 }
 
+/// The kind of a channel, fixed when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// One writer, one reader, lossless.
+    #[default]
+    Spsc,
+    /// One writer, up to `max_readers` readers that each see every message.
+    Broadcast,
+    /// A board holding one value with a version.
+    State,
+}
+
+impl Kind {
+    pub fn code(self) -> u32 {
+        match self {
+            Kind::Spsc => ffi::SHMCHAN_KIND_SPSC,
+            Kind::Broadcast => ffi::SHMCHAN_KIND_BROADCAST,
+            Kind::State => ffi::SHMCHAN_KIND_STATE,
+        }
+    }
+
+    pub fn from_code(code: u32) -> Option<Kind> {
+        match code {
+            ffi::SHMCHAN_KIND_SPSC => Some(Kind::Spsc),
+            ffi::SHMCHAN_KIND_BROADCAST => Some(Kind::Broadcast),
+            ffi::SHMCHAN_KIND_STATE => Some(Kind::State),
+            _ => None,
+        }
+    }
+}
+
+/// What a broadcast writer does when the ring is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Lossless: the writer waits for the slowest live reader.
+    #[default]
+    Block,
+    /// The writer never waits; a reader it laps skips ahead and learns how many messages it lost.
+    Overwrite,
+}
+
+impl Policy {
+    pub fn code(self) -> u32 {
+        match self {
+            Policy::Block => ffi::SHMCHAN_POLICY_BLOCK,
+            Policy::Overwrite => ffi::SHMCHAN_POLICY_OVERWRITE,
+        }
+    }
+
+    pub fn from_code(code: u32) -> Option<Policy> {
+        match code {
+            ffi::SHMCHAN_POLICY_BLOCK => Some(Policy::Block),
+            ffi::SHMCHAN_POLICY_OVERWRITE => Some(Policy::Overwrite),
+            _ => None,
+        }
+    }
+}
+
+/// Where a broadcast reader starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// With the newest message already sent (if any).
+    #[default]
+    Latest,
+    /// With the oldest message still in the ring.
+    Oldest,
+}
+
+impl Start {
+    fn flags(self) -> u32 {
+        match self {
+            Start::Latest => ffi::SHMCHAN_START_LATEST,
+            Start::Oldest => ffi::SHMCHAN_START_OLDEST,
+        }
+    }
+}
+
 /// Geometry and descriptor of a channel to create.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -185,7 +277,16 @@ pub struct Config {
     pub mode: u32,
     /// immutable bytes stored with the channel (a ChannelInfo FlatBuffer: see [`schema`])
     pub descriptor: Option<Vec<u8>>,
+    /// SPSC (the default), BROADCAST or STATE (see [`Broadcast::create`] and [`State::create`])
+    pub kind: Kind,
+    /// BROADCAST: reader places, 1 ..= 1024 (0 for the other kinds)
+    pub max_readers: u32,
+    /// BROADCAST: what a full ring does (Block for the other kinds)
+    pub policy: Policy,
 }
+
+/// One reader place of a broadcast channel, as seen now (for monitoring).
+pub type PlaceInfo = ffi::shmchan_place_info;
 
 /// The channel's geometry, as read from its header.
 pub type Info = ffi::shmchan_info;
@@ -212,6 +313,10 @@ impl Channel {
             descriptor_size: u32::try_from(desc.len())
                 .map_err(|_| Error::new(ErrorKind::Os, "descriptor larger than 64 KiB"))?,
             descriptor: if desc.is_empty() { std::ptr::null() } else { desc.as_ptr().cast() },
+            kind: cfg.kind.code(),
+            max_readers: cfg.max_readers,
+            policy: cfg.policy.code(),
+            _reserved: 0,
         };
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
@@ -273,6 +378,22 @@ impl Channel {
         Ok(buf)
     }
 
+    /// The channel's kind (from its header).
+    pub fn kind(&self) -> Kind {
+        let k = unsafe { ffi::shmchan_kind(self.ptr.as_ptr()) };
+        u32::try_from(k).ok().and_then(Kind::from_code).unwrap_or(Kind::Spsc)
+    }
+
+    /// Broadcast channels: every reader place and what it holds, as seen now (empty for the
+    /// other kinds).
+    pub fn reader_places(&self) -> Vec<PlaceInfo> {
+        let n = self.info().max_readers;
+        let mut v = vec![PlaceInfo::default(); n as usize];
+        let rc = unsafe { ffi::shmchan_reader_places(self.ptr.as_ptr(), v.as_mut_ptr(), n) };
+        v.truncate(usize::try_from(rc).unwrap_or(0).min(n as usize));
+        v
+    }
+
     /// Counters and positions.
     pub fn stats(&self) -> ffi::shmchan_stats {
         let mut s = ffi::shmchan_stats::default();
@@ -290,14 +411,37 @@ impl Channel {
         Ok(Writer { ptr: out, _ch: PhantomData })
     }
 
-    /// Attaches this process as the channel's one reader.
+    /// Attaches this process as the channel's one reader (on a broadcast channel: one of its
+    /// readers, starting with the newest message).
     pub fn reader(&self) -> Result<Reader<'_>> {
+        self.reader_from(Start::Latest)
+    }
+
+    /// Attaches a reader that starts where `start` says (broadcast channels; an SPSC reader always
+    /// continues where the last one stopped). One reader per handle: open the channel again for
+    /// another. Errors of kind [`ErrorKind::Busy`] when every reader place is taken.
+    pub fn reader_from(&self, start: Start) -> Result<Reader<'_>> {
         let mut out = std::ptr::null_mut();
-        let rc = unsafe { ffi::shmchan_reader_attach(self.ptr.as_ptr(), &mut out) };
+        let rc = unsafe { ffi::shmchan_reader_attach_ex(self.ptr.as_ptr(), start.flags(), &mut out) };
         if rc != 0 {
-            return Err(Error::from_rc(rc, &format!("cannot attach a reader to {:?}", self.name)));
+            let mut e = Error::from_rc(rc, &format!("cannot attach a reader to {:?}", self.name));
+            if rc == -code::ENOREADERS {
+                e.message = format!("cannot attach a reader to {:?}: all {} reader places are taken", self.name, self.info().max_readers);
+            }
+            return Err(e);
         }
         Ok(Reader { ptr: out, _ch: PhantomData })
+    }
+
+    fn expect_kind(self, want: Kind) -> Result<Channel> {
+        let k = self.kind();
+        if k != want {
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!("channel {:?} is a {k:?} channel, not a {want:?} one", self.name),
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -425,7 +569,52 @@ impl<'c> Reader<'c> {
             return Err(Error::from_rc(rc, "cannot receive"));
         }
         let bytes = unsafe { std::slice::from_raw_parts(m.data.cast::<u8>().cast_const(), m.len as usize) };
-        Ok(Msg { r, pos: m.pos, bytes })
+        Ok(Msg { r, pos: m.pos, lost: m.lost, bytes })
+    }
+
+    /// Copies the next message into `buf` and releases it; returns its length. Never returns a
+    /// torn copy: on a broadcast channel with the overwrite policy, a message the writer rewrote
+    /// during the copy counts as lost and the next one is taken. A message longer than `buf`
+    /// stays in the channel (an error that says its length).
+    pub fn recv_copy(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        let r = self.ptr;
+        let mut len = 0u64;
+        let cap = buf.len() as u64;
+        let p = buf.as_mut_ptr().cast();
+        let rc = retry_eintr(timeout, |t| unsafe { ffi::shmchan_recv(r, p, cap, &mut len, t) });
+        if rc == -libc_errno::EMSGSIZE {
+            return Err(Error::new(ErrorKind::Os, format!("the next message has {len} bytes; the buffer holds {cap}")));
+        }
+        if rc != 0 {
+            return Err(Error::from_rc(rc, "cannot receive"));
+        }
+        Ok(len as usize)
+    }
+
+    /// Waits until a message can be taken, without taking it.
+    pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<()> {
+        let r = self.ptr;
+        let rc = retry_eintr(timeout, |t| unsafe { ffi::shmchan_wait_readable(r, t) });
+        if rc != 0 {
+            return Err(Error::from_rc(rc, "cannot wait for a message"));
+        }
+        Ok(())
+    }
+
+    /// Messages this reader lost since it attached because the writer lapped it (broadcast,
+    /// overwrite policy; always 0 otherwise): those skipped, and those rewritten while held.
+    pub fn lost(&self) -> u64 {
+        unsafe { ffi::shmchan_reader_lost(self.ptr) }
+    }
+
+    /// The stream position of the next message [`Reader::recv`] takes (before any skip).
+    pub fn position(&self) -> u64 {
+        unsafe { ffi::shmchan_reader_position(self.ptr) }
+    }
+
+    /// Messages taken and not yet released.
+    pub fn outstanding(&self) -> u64 {
+        unsafe { ffi::shmchan_reader_outstanding(self.ptr) }
     }
 }
 
@@ -436,16 +625,56 @@ impl Drop for Reader<'_> {
 }
 
 /// A received message: read-only bytes of its slot, released when dropped.
+///
+/// On a broadcast channel with the overwrite policy the writer may lap the reader and rewrite the
+/// slot while the message is held: read what you need, *then* call [`Msg::check`] (or
+/// [`Msg::release`]); only if it says the message is intact can what was read be trusted.
 pub struct Msg<'r> {
     r: *mut ffi::shmchan_reader,
     pos: u64,
+    lost: u32,
     bytes: &'r [u8],
 }
 
 impl<'r> Msg<'r> {
-    /// The message's bytes, in place (they live as long as the message).
+    /// The message's bytes, in place (they live as long as the message; see [`Msg::check`]).
     pub fn bytes(&self) -> &[u8] {
         self.bytes
+    }
+
+    /// Broadcast, overwrite policy: messages this reader lost just before this one because the
+    /// writer lapped it (0 otherwise; saturates at `u32::MAX`).
+    pub fn lost(&self) -> u32 {
+        self.lost
+    }
+
+    /// Ok while the slot still holds this message; errors of kind [`ErrorKind::Lapped`] when a
+    /// broadcast/overwrite writer rewrote it since it was taken (anything read from it may be
+    /// torn). Always Ok on SPSC and broadcast/block channels.
+    pub fn check(&self) -> Result<()> {
+        let rc = unsafe { ffi::shmchan_check(self.r, self.pos) };
+        if rc != 0 {
+            return Err(Error::from_rc(rc, &format!("message {}", self.pos)));
+        }
+        Ok(())
+    }
+
+    /// Whether [`Msg::check`] is Ok.
+    pub fn is_intact(&self) -> bool {
+        self.check().is_ok()
+    }
+
+    /// Releases the message now, saying whether it was intact to the end (an error of kind
+    /// [`ErrorKind::Lapped`] if the writer rewrote it while it was held; it is released either way
+    /// and counts as lost). Dropping a message releases it without telling.
+    pub fn release(self) -> Result<()> {
+        let rc = unsafe { ffi::shmchan_release(self.r, self.pos) };
+        let pos = self.pos;
+        std::mem::forget(self);
+        if rc != 0 {
+            return Err(Error::from_rc(rc, &format!("message {pos} was overwritten while it was held")));
+        }
+        Ok(())
     }
 
     /// Position in the stream.
@@ -465,6 +694,227 @@ impl<'r> Msg<'r> {
 impl Drop for Msg<'_> {
     fn drop(&mut self) {
         unsafe { ffi::shmchan_release(self.r, self.pos) };
+    }
+}
+
+/// Geometry of a broadcast channel to create (see [`Broadcast::create`]).
+#[derive(Debug, Clone)]
+pub struct BroadcastConfig {
+    pub slot_size: u64,
+    /// a power of two, at least 2
+    pub capacity: u32,
+    /// readers attached at once, 1 ..= 1024 (default 8)
+    pub max_readers: u32,
+    pub policy: Policy,
+    /// 0: the page size
+    pub slot_align: u32,
+    /// permission bits; 0: 0600
+    pub mode: u32,
+    /// a ChannelInfo FlatBuffer (kind Broadcast: see [`schema::encode_channel_info`])
+    pub descriptor: Option<Vec<u8>>,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        BroadcastConfig {
+            slot_size: 0,
+            capacity: 0,
+            max_readers: 8,
+            policy: Policy::Block,
+            slot_align: 0,
+            mode: 0,
+            descriptor: None,
+        }
+    }
+}
+
+/// A one-writer, many-reader channel. It is a [`Channel`] (through `Deref`): take its writer with
+/// `writer()`, and readers with [`Broadcast::reader`] (one per handle).
+pub struct Broadcast {
+    ch: Channel,
+}
+
+impl Broadcast {
+    /// Creates broadcast channel `name`; the name is removed when this handle drops.
+    pub fn create(name: &str, cfg: &BroadcastConfig) -> Result<Broadcast> {
+        let c = Config {
+            slot_size: cfg.slot_size,
+            capacity: cfg.capacity,
+            slot_align: cfg.slot_align,
+            mode: cfg.mode,
+            descriptor: cfg.descriptor.clone(),
+            kind: Kind::Broadcast,
+            max_readers: cfg.max_readers,
+            policy: cfg.policy,
+        };
+        Ok(Broadcast { ch: Channel::create(name, &c)? })
+    }
+
+    /// Opens an existing broadcast channel (an error of kind [`ErrorKind::Incompatible`] for
+    /// another kind).
+    pub fn open(name: &str, timeout: Option<Duration>) -> Result<Broadcast> {
+        Ok(Broadcast { ch: Channel::open(name, timeout)?.expect_kind(Kind::Broadcast)? })
+    }
+
+    /// Attaches a reader starting where `start` says.
+    pub fn reader(&self, start: Start) -> Result<Reader<'_>> {
+        self.ch.reader_from(start)
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::from_code(self.ch.info().policy).unwrap_or(Policy::Block)
+    }
+
+    pub fn max_readers(&self) -> u32 {
+        self.ch.info().max_readers
+    }
+
+    /// How many readers are attached now.
+    pub fn attached_readers(&self) -> usize {
+        self.ch.reader_places().iter().filter(|p| p.state == 1).count()
+    }
+
+    /// The channel handle.
+    pub fn channel(&self) -> &Channel {
+        &self.ch
+    }
+}
+
+impl std::ops::Deref for Broadcast {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.ch
+    }
+}
+
+/// A state board: one writer publishes values (each gets the next version: 1, 2, ...), any number
+/// of handles read the newest one, a private copy that is never torn. It is a [`Channel`] (through
+/// `Deref`) for `info()`, `stats()`, `channel_info()`.
+pub struct State {
+    ch: Channel,
+}
+
+/// Slots of a state board: the writer fills the one readers are not sent to.
+const STATE_SLOTS: u32 = 2;
+/// The slot alignment Python's `State.create` uses (so a board looks the same from any language).
+const STATE_ALIGN: u32 = 64;
+
+impl State {
+    /// Creates board `name` for values of at most `max_size` bytes; `descriptor` is a ChannelInfo
+    /// of kind State (with `numpy_descr` for Python to see the value's dtype). The name is removed
+    /// when this handle drops.
+    pub fn create(name: &str, max_size: u64, descriptor: Option<Vec<u8>>) -> Result<State> {
+        let c = Config {
+            slot_size: max_size,
+            capacity: STATE_SLOTS,
+            slot_align: STATE_ALIGN,
+            descriptor,
+            kind: Kind::State,
+            ..Default::default()
+        };
+        Ok(State { ch: Channel::create(name, &c)? })
+    }
+
+    /// The geometry [`State::create`] gives a board of `max_size` bytes: (slot_size, capacity, slot_align).
+    pub fn geometry(max_size: u64) -> (u64, u32, u32) {
+        (max_size, STATE_SLOTS, STATE_ALIGN)
+    }
+
+    /// Opens an existing board (an error of kind [`ErrorKind::Incompatible`] for another kind).
+    pub fn open(name: &str, timeout: Option<Duration>) -> Result<State> {
+        Ok(State { ch: Channel::open(name, timeout)?.expect_kind(Kind::State)? })
+    }
+
+    /// The largest value in bytes.
+    pub fn max_size(&self) -> u64 {
+        self.ch.info().slot_size
+    }
+
+    /// The version of the newest value (0: nothing published yet).
+    pub fn version(&self) -> u64 {
+        unsafe { ffi::shmchan_state_version(self.ch.ptr.as_ptr()) }
+    }
+
+    /// Copies the newest value into `buf`: `(length, version)`, `(0, 0)` before the first
+    /// publish. Never torn (the copy is checked and retried). A value longer than `buf` is an
+    /// error that says its length.
+    pub fn read(&self, buf: &mut [u8]) -> Result<(usize, u64)> {
+        let (mut len, mut version) = (0u64, 0u64);
+        let rc = unsafe {
+            ffi::shmchan_state_read(self.ch.ptr.as_ptr(), buf.as_mut_ptr().cast(), buf.len() as u64, &mut len, &mut version)
+        };
+        match -rc {
+            0 => Ok((len as usize, version)),
+            libc_errno::ENODATA => Ok((0, 0)),
+            libc_errno::EMSGSIZE => Err(Error::new(
+                ErrorKind::Os,
+                format!("state board {:?} holds a value of {len} bytes; the buffer holds {}", self.ch.name, buf.len()),
+            )),
+            _ => Err(Error::from_rc(rc, &format!("cannot read state board {:?}", self.ch.name))),
+        }
+    }
+
+    /// The newest value as a vector, and its version (empty and 0 before the first publish).
+    pub fn read_vec(&self) -> Result<(Vec<u8>, u64)> {
+        let mut v = vec![0u8; self.max_size() as usize];
+        let (n, version) = self.read(&mut v)?;
+        v.truncate(n);
+        Ok((v, version))
+    }
+
+    /// Sleeps (in the kernel, no spinning) until the version differs from `version`; returns the
+    /// new one. Errors of kind [`ErrorKind::Timeout`] after `timeout` (None: never),
+    /// [`ErrorKind::PeerDead`] when the writer died attached.
+    pub fn wait_for_change(&self, version: u64, timeout: Option<Duration>) -> Result<u64> {
+        let ch = self.ch.ptr.as_ptr();
+        let mut now = 0u64;
+        let rc = retry_eintr(timeout, |t| unsafe { ffi::shmchan_state_wait(ch, version, t, &mut now) });
+        if rc != 0 {
+            return Err(Error::from_rc(rc, &format!("cannot wait on state board {:?}", self.ch.name)));
+        }
+        Ok(now)
+    }
+
+    /// Attaches this process as the board's one writer.
+    pub fn writer(&self) -> Result<StateWriter<'_>> {
+        Ok(StateWriter { w: self.ch.writer()?, st: self })
+    }
+
+    /// The channel handle.
+    pub fn channel(&self) -> &Channel {
+        &self.ch
+    }
+}
+
+impl std::ops::Deref for State {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        &self.ch
+    }
+}
+
+/// The board's one writer: publishing never waits.
+pub struct StateWriter<'c> {
+    w: Writer<'c>,
+    st: &'c State,
+}
+
+impl StateWriter<'_> {
+    /// Publishes `value` (at most the board's max size) and returns its version.
+    pub fn write(&mut self, value: &[u8]) -> Result<u64> {
+        self.w.send(value, Some(Duration::ZERO))?;
+        Ok(self.st.version())
+    }
+
+    /// Reserves the slot of the next version, to fill in place: commit the loan to publish it
+    /// (then [`StateWriter::version`] is its version); dropping it publishes nothing.
+    pub fn reserve(&mut self, nbytes: usize) -> Result<Loan<'_>> {
+        self.w.reserve(nbytes, Some(Duration::ZERO))
+    }
+
+    /// The version of the newest value.
+    pub fn version(&self) -> u64 {
+        self.st.version()
     }
 }
 

@@ -148,9 +148,12 @@ pub struct ChannelInfo {
     pub dtype: fb::DType,
     pub shape: Option<Vec<i64>>,
     pub metadata: Vec<(String, String)>,
+    /// state boards: the value's numpy dtype as Python literal text `(descr, shape)` (see
+    /// `schemas/channel_info.fbs`)
+    pub numpy_descr: Option<String>,
 }
 
-/// Builds the ChannelInfo FlatBuffer, in the same order as Python and C++ (same bytes).
+/// Builds the ChannelInfo FlatBuffer of an SPSC channel, in the same order as Python and C++ (same bytes).
 pub fn build_channel_info(
     slot_size: u64,
     capacity: u32,
@@ -160,8 +163,24 @@ pub fn build_channel_info(
     shape: Option<&[i64]>,
     metadata: &[(String, String)],
 ) -> Vec<u8> {
+    encode_channel_info(&ChannelInfo {
+        kind: fb::ChannelKind::Spsc.0,
+        slot_size,
+        capacity,
+        slot_align,
+        payload: payload.cloned(),
+        dtype,
+        shape: shape.map(<[i64]>::to_vec),
+        metadata: metadata.to_vec(),
+        numpy_descr: None,
+    })
+}
+
+/// Builds the ChannelInfo FlatBuffer of any kind (strings and vectors in the same order as Python
+/// and C++: payload, shape, metadata sorted by key, numpy_descr; then the table).
+pub fn encode_channel_info(ci: &ChannelInfo) -> Vec<u8> {
     let mut b = flatbuffers::FlatBufferBuilder::with_capacity(1024);
-    let payload = payload.map(|p| {
+    let payload = ci.payload.as_ref().map(|p| {
         let name = b.create_string(&p.name);
         let ident = b.create_string(&p.file_identifier);
         let signature = b.create_string(&p.signature);
@@ -176,11 +195,11 @@ pub fn build_channel_info(
             },
         )
     });
-    let shape = shape.map(|s| b.create_vector(s));
-    let metadata = if metadata.is_empty() {
+    let shape = ci.shape.as_deref().map(|s| b.create_vector(s));
+    let metadata = if ci.metadata.is_empty() {
         None
     } else {
-        let mut kv: Vec<&(String, String)> = metadata.iter().collect();
+        let mut kv: Vec<&(String, String)> = ci.metadata.iter().collect();
         kv.sort_by(|x, y| x.0.as_bytes().cmp(y.0.as_bytes()));
         let offs: Vec<_> = kv
             .iter()
@@ -192,17 +211,19 @@ pub fn build_channel_info(
             .collect();
         Some(b.create_vector(&offs))
     };
+    let numpy_descr = ci.numpy_descr.as_deref().map(|d| b.create_string(d));
     let root = fb::ChannelInfo::create(
         &mut b,
         &fb::ChannelInfoArgs {
-            kind: fb::ChannelKind::Spsc,
-            slot_size,
-            capacity,
-            slot_align,
+            kind: fb::ChannelKind(ci.kind),
+            slot_size: ci.slot_size,
+            capacity: ci.capacity,
+            slot_align: ci.slot_align,
             payload,
-            dtype,
+            dtype: ci.dtype,
             shape,
             metadata,
+            numpy_descr,
         },
     );
     b.finish(root, Some("SHCI"));
@@ -235,6 +256,7 @@ pub fn decode_channel_info(data: &[u8]) -> Result<ChannelInfo> {
         dtype: ci.dtype(),
         shape: ci.shape().map(|s| s.iter().collect()),
         metadata,
+        numpy_descr: ci.numpy_descr().map(str::to_string),
     })
 }
 

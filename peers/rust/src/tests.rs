@@ -22,6 +22,27 @@ fn ffi_structs_match_the_c_header() {
     assert_eq!(offset_of!(ffi::shmchan_info, descriptor_size), c(6));
     assert_eq!(offset_of!(ffi::shmchan_msg, data), c(7));
     assert_eq!(offset_of!(ffi::shmchan_stats, writer_alive), c(8));
+    assert_eq!(size_of::<ffi::shmchan_place_info>(), c(9));
+    assert_eq!(offset_of!(ffi::shmchan_config, kind), c(10));
+    assert_eq!(offset_of!(ffi::shmchan_config, _reserved), c(11));
+    assert_eq!(offset_of!(ffi::shmchan_info, kind), c(12));
+    assert_eq!(offset_of!(ffi::shmchan_info, policy), c(13));
+    assert_eq!(offset_of!(ffi::shmchan_msg, lost), c(14));
+    assert_eq!(offset_of!(ffi::shmchan_place_info, cursor), c(15));
+    assert_eq!(offset_of!(ffi::shmchan_place_info, empty_waits), c(16));
+}
+
+#[test]
+fn ffi_constants_match_the_c_header() {
+    let c = |i| unsafe { ffi::shmchan_rs_sizeof(i) } as u32;
+    assert_eq!(ffi::SHMCHAN_KIND_SPSC, c(100));
+    assert_eq!(ffi::SHMCHAN_KIND_BROADCAST, c(101));
+    assert_eq!(ffi::SHMCHAN_KIND_STATE, c(102));
+    assert_eq!(ffi::SHMCHAN_POLICY_BLOCK, c(103));
+    assert_eq!(ffi::SHMCHAN_POLICY_OVERWRITE, c(104));
+    assert_eq!(ffi::SHMCHAN_START_LATEST, c(105));
+    assert_eq!(ffi::SHMCHAN_START_OLDEST, c(106));
+    assert_eq!(code::ENOREADERS as u32, c(107));
 }
 
 #[test]
@@ -149,4 +170,266 @@ fn malformed_frames_are_errors_not_panics() {
         b3[i] ^= 0x5a;
         let _ = decode_frame(&b3); // any result, never a panic
     }
+}
+
+// ---- broadcast ----
+
+fn bcast(tag: &str, capacity: u32, max_readers: u32, policy: Policy) -> Broadcast {
+    let cfg = BroadcastConfig { slot_size: 64, capacity, max_readers, policy, ..Default::default() };
+    Broadcast::create(&unique(tag), &cfg).unwrap()
+}
+
+#[test]
+fn broadcast_block_every_reader_gets_every_message() {
+    let b = bcast("bblock", 4, 3, Policy::Block);
+    assert_eq!((b.kind(), b.policy(), b.max_readers()), (Kind::Broadcast, Policy::Block, 3));
+    let h1 = Broadcast::open(b.name(), None).unwrap();
+    let h2 = Broadcast::open(b.name(), None).unwrap();
+    let mut w = b.writer().unwrap();
+    let mut r1 = h1.reader(Start::Oldest).unwrap();
+    let mut r2 = h2.reader(Start::Oldest).unwrap();
+    assert_eq!(b.attached_readers(), 2);
+    let t = Some(Duration::from_secs(5));
+    for round in 0..5u64 {
+        for i in 0..4u64 {
+            w.send(&(round * 4 + i).to_le_bytes(), t).unwrap();
+        }
+        // the ring is full: the writer waits for the slowest reader (r2 has not read yet)
+        let e = w.reserve(8, Some(Duration::ZERO)).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        for i in 0..4u64 {
+            let want = (round * 4 + i).to_le_bytes();
+            let m = r1.recv(t).unwrap();
+            assert_eq!((m.bytes(), m.seq(), m.lost()), (&want[..], round * 4 + i, 0));
+            m.check().unwrap();
+            m.release().unwrap();
+        }
+        let e = w.reserve(8, Some(Duration::ZERO)).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Timeout, "r2 still holds the ring");
+        let mut buf = [0u8; 64];
+        for i in 0..4u64 {
+            assert_eq!(r2.recv_copy(&mut buf, t).unwrap(), 8);
+            assert_eq!(buf[..8], (round * 4 + i).to_le_bytes());
+        }
+    }
+    assert_eq!((r1.lost(), r2.lost(), r1.position(), r2.outstanding()), (0, 0, 20, 0));
+    let places = b.reader_places();
+    assert_eq!(places.len(), 3);
+    assert_eq!(places.iter().filter(|p| p.state == 1 && p.alive != 0).count(), 2);
+    assert!(places.iter().filter(|p| p.state == 1).all(|p| p.messages == 20 && p.pid == std::process::id()));
+    drop(r2); // a reader that leaves holds the writer back no more
+    drop(w);
+    assert_eq!(r1.recv(t).err().unwrap().kind, ErrorKind::Ended);
+}
+
+#[test]
+fn broadcast_reader_places_run_out() {
+    let b = bcast("bfull", 2, 1, Policy::Block);
+    let other = Broadcast::open(b.name(), None).unwrap();
+    let _r = b.reader(Start::Latest).unwrap();
+    let e = other.reader(Start::Latest).err().unwrap();
+    assert_eq!((e.kind, e.code), (ErrorKind::Busy, -code::ENOREADERS));
+    assert!(e.message.contains("reader places"), "{}", e.message);
+    // one reader per handle
+    assert_eq!(b.reader(Start::Latest).err().unwrap().kind, ErrorKind::Busy);
+}
+
+#[test]
+fn broadcast_start_latest_and_oldest() {
+    let b = bcast("bstart", 8, 4, Policy::Block);
+    let mut w = b.writer().unwrap();
+    for i in 0..5u8 {
+        w.send(&[i], None).unwrap();
+    }
+    let h = Broadcast::open(b.name(), None).unwrap();
+    let mut latest = h.reader(Start::Latest).unwrap();
+    assert_eq!(latest.recv(None).unwrap().bytes(), &[4]);
+    let h2 = Broadcast::open(b.name(), None).unwrap();
+    let mut oldest = h2.reader(Start::Oldest).unwrap();
+    assert_eq!(oldest.recv(None).unwrap().bytes(), &[0]);
+}
+
+#[test]
+fn broadcast_overwrite_laps_slow_readers_and_says_so() {
+    let b = bcast("bover", 4, 2, Policy::Overwrite);
+    let h = Broadcast::open(b.name(), None).unwrap();
+    let mut r = h.reader(Start::Oldest).unwrap();
+    let mut w = b.writer().unwrap();
+    for i in 0..10u64 {
+        w.send(&i.to_le_bytes(), Some(Duration::ZERO)).unwrap(); // never waits
+    }
+    // positions 0..10 written into 4 slots: the reader skips to the oldest safe one
+    let m = r.recv(None).unwrap();
+    let first = m.seq();
+    assert!(m.lost() > 0 && first == u64::from(m.lost()), "seq {first} lost {}", m.lost());
+    assert_eq!(m.bytes(), &first.to_le_bytes());
+    m.release().unwrap();
+    assert_eq!(r.lost(), first);
+    // a message held while the writer laps the reader is no longer intact
+    let m = r.recv(None).unwrap();
+    let held = m.seq();
+    assert!(m.is_intact());
+    for i in 10..20u64 {
+        w.send(&i.to_le_bytes(), Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(m.check().err().unwrap().kind, ErrorKind::Lapped);
+    assert_eq!(m.release().err().unwrap().kind, ErrorKind::Lapped);
+    assert_eq!(r.lost(), first + 1);
+    // the copying receive never returns a torn copy: it skips ahead and counts
+    let mut buf = [0u8; 64];
+    let n = r.recv_copy(&mut buf, None).unwrap();
+    let got = u64::from_le_bytes(buf[..n].try_into().unwrap());
+    assert!(got > held + 1 && got >= 20 - 4, "got {got}");
+    assert_eq!(r.lost() + 1, got, "every position below {got} but the first one delivered was lost");
+    drop(w);
+    let mut seen = got;
+    loop {
+        match r.recv(None) {
+            Ok(m) => {
+                assert_eq!(m.seq(), seen + 1);
+                seen += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::Ended);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, 19);
+}
+
+#[test]
+fn interop_messages_detect_mixing() {
+    use crate::interop::message;
+    for seq in [0u64, 1, 7, 63, 1000] {
+        let mut a = vec![0u8; message::len(seq, 512)];
+        message::fill(&mut a, seq);
+        assert_eq!(message::verify(&a, 512), Ok(seq));
+        // the same length from a message 8 positions later, half copied over: caught
+        let other = seq + 63;
+        let mut b = vec![0u8; message::len(other, 512)];
+        message::fill(&mut b, other);
+        assert_eq!(a.len(), b.len());
+        let half = a.len() / 2;
+        a[half..].copy_from_slice(&b[half..]);
+        assert!(message::verify(&a, 512).is_err());
+    }
+    assert!(message::verify(&[0u8; 12], 512).is_err());
+}
+
+// ---- state boards ----
+
+#[test]
+fn state_board_versions_and_values() {
+    use crate::interop::counter;
+    let name = unique("state");
+    let st = State::create(&name, counter::SIZE as u64, None).unwrap();
+    assert_eq!((st.kind(), st.version(), st.max_size()), (Kind::State, 0, counter::SIZE as u64));
+    let mut buf = [0u8; counter::SIZE];
+    assert_eq!(st.read(&mut buf).unwrap(), (0, 0), "nothing published yet");
+    assert_eq!(st.wait_for_change(0, Some(Duration::from_millis(20))).err().unwrap().kind, ErrorKind::Timeout);
+    let other = State::open(&name, None).unwrap();
+    let mut w = st.writer().unwrap();
+    for k in 1..=5u64 {
+        assert_eq!(w.write(&counter::encode(k, k == 5)).unwrap(), k);
+    }
+    assert_eq!(other.read(&mut buf).unwrap(), (counter::SIZE, 5));
+    assert_eq!(counter::decode(&buf), Ok((5, true)));
+    let (v, ver) = other.read_vec().unwrap();
+    assert_eq!((v.len(), ver), (counter::SIZE, 5));
+    assert_eq!(other.wait_for_change(4, Some(Duration::ZERO)).unwrap(), 5);
+    // a short value, published in place
+    {
+        let mut loan = w.reserve(3).unwrap();
+        loan.bytes_mut().copy_from_slice(b"abc");
+        loan.commit().unwrap();
+    }
+    assert_eq!(w.version(), 6);
+    assert_eq!(other.read_vec().unwrap(), (b"abc".to_vec(), 6));
+    // a buffer too small is an error that says the length
+    let e = other.read(&mut [0u8; 2]).err().unwrap();
+    assert!(e.message.contains("3 bytes"), "{}", e.message);
+    assert!(w.write(&[0u8; counter::SIZE + 1]).is_err());
+    assert_eq!(st.writer().err().unwrap().kind, ErrorKind::Busy);
+}
+
+#[test]
+fn state_wait_wakes_on_a_publish_from_another_thread() {
+    let name = unique("statewait");
+    let st = State::create(&name, 8, None).unwrap();
+    let n2 = name.clone();
+    let t = std::thread::spawn(move || {
+        let other = State::open(&n2, None).unwrap();
+        let v = other.wait_for_change(0, Some(Duration::from_secs(10))).unwrap();
+        (v, other.read_vec().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let mut w = st.writer().unwrap();
+    w.write(b"hello").unwrap();
+    assert_eq!(t.join().unwrap(), (1, (b"hello".to_vec(), 1)));
+}
+
+#[test]
+fn state_board_readers_are_never_torn() {
+    use crate::interop::counter;
+    let name = unique("statetorn");
+    let st = State::create(&name, counter::SIZE as u64, None).unwrap();
+    let n2 = name.clone();
+    let reader = std::thread::spawn(move || {
+        let b = State::open(&n2, None).unwrap();
+        let mut buf = [0u8; counter::SIZE];
+        let (mut reads, mut last) = (0u64, 0u64);
+        loop {
+            let (n, v) = b.read(&mut buf).unwrap();
+            if v == 0 {
+                std::thread::yield_now();
+                continue;
+            }
+            let (k, fin) = counter::decode(&buf[..n]).unwrap();
+            assert_eq!(k, v);
+            assert!(v >= last, "version {v} after {last}");
+            last = v;
+            reads += 1;
+            if fin {
+                return reads;
+            }
+        }
+    });
+    let mut w = st.writer().unwrap();
+    for k in 1..=20000u64 {
+        w.write(&counter::encode(k, k == 20000)).unwrap();
+    }
+    assert!(reader.join().unwrap() >= 1);
+}
+
+#[test]
+fn kinds_are_checked_on_open() {
+    let b = bcast("kinds", 2, 1, Policy::Block);
+    let e = State::open(b.name(), None).err().unwrap();
+    assert_eq!(e.kind, ErrorKind::Incompatible);
+    let st = State::create(&unique("kinds2"), 8, None).unwrap();
+    assert_eq!(Broadcast::open(st.name(), None).err().unwrap().kind, ErrorKind::Incompatible);
+    assert_eq!(Channel::open(st.name(), None).unwrap().kind(), Kind::State);
+}
+
+#[test]
+fn channel_info_of_a_state_board_round_trips() {
+    use crate::interop::counter;
+    use crate::schema::{encode_channel_info, ChannelInfo};
+    let (slot_size, capacity, slot_align) = State::geometry(counter::SIZE as u64);
+    let ci = ChannelInfo {
+        kind: fb::ChannelKind::State.0,
+        slot_size,
+        capacity,
+        slot_align,
+        payload: None,
+        dtype: fb::DType::Unknown,
+        shape: None,
+        metadata: vec![],
+        numpy_descr: Some(counter::NUMPY_DESCR.into()),
+    };
+    let d = encode_channel_info(&ci);
+    assert_eq!(decode_channel_info(&d).unwrap(), ci);
+    let st = State::create(&unique("stateci"), slot_size, Some(d)).unwrap();
+    assert_eq!(st.channel_info().unwrap(), Some(ci));
 }

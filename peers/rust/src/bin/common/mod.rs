@@ -148,3 +148,80 @@ pub fn wait_for_exit() {
         }
     }
 }
+
+/// The command line of the broadcast and state peers: `MODE NAME [--switch] [--key VALUE]...`.
+pub struct Flags {
+    pub mode: String,
+    pub name: String,
+    values: std::collections::HashMap<String, String>,
+    switches: std::collections::HashSet<String>,
+    usage: &'static str,
+}
+
+impl Flags {
+    /// Parses the process's arguments; `switches` take no value, `valued` take one.
+    pub fn parse(usage: &'static str, switches: &[&str], valued: &[&str]) -> Flags {
+        let bad = || -> ! {
+            eprintln!("{usage}");
+            std::process::exit(2)
+        };
+        let mut a = std::env::args().skip(1);
+        let mode = a.next().unwrap_or_else(|| bad());
+        let name = a.next().unwrap_or_else(|| bad());
+        let mut f = Flags { mode, name, values: Default::default(), switches: Default::default(), usage };
+        while let Some(k) = a.next() {
+            let key = k.strip_prefix("--").unwrap_or_else(|| bad());
+            if switches.contains(&key) {
+                f.switches.insert(key.into());
+            } else if valued.contains(&key) {
+                let v = a.next().unwrap_or_else(|| bad());
+                f.values.insert(key.into(), v);
+            } else {
+                bad()
+            }
+        }
+        f
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.switches.contains(key)
+    }
+
+    /// The value of `--key`, parsed, or `default`.
+    pub fn get<T: std::str::FromStr>(&self, key: &str, default: T) -> T {
+        match self.values.get(key) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                eprintln!("bad value {v:?} for --{key}\n{}", self.usage);
+                std::process::exit(2)
+            }),
+        }
+    }
+
+    pub fn text(&self, key: &str, default: &str) -> String {
+        self.values.get(key).cloned().unwrap_or_else(|| default.into())
+    }
+
+    /// `--timeout SECONDS` (default `default_s`) as a Duration.
+    pub fn timeout(&self, default_s: f64) -> Duration {
+        Duration::from_secs_f64(self.get("timeout", default_s))
+    }
+
+    pub fn usage(&self) -> ! {
+        eprintln!("{}", self.usage);
+        std::process::exit(2)
+    }
+}
+
+/// Waits for the line "go" on stdin (a test's signal to start); false if stdin ends first.
+pub fn wait_for_go() -> bool {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.trim() == "go" => return true,
+            Ok(_) => {}
+        }
+    }
+}
