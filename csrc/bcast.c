@@ -416,7 +416,7 @@ static int settle_join(shmchan_reader *r, uint64_t *start)
 
 	for (;;) {
 		/* (J4) acquire: an even scan_seq comes with that scan's floor; pairs with (J3) */
-		uint64_t sseq = shmchan_load_acquire64(&h->scan_seq), f;
+		uint64_t sseq = shmchan_load_acquire64(&h->scan_seq);
 		if (sseq & 1) {
 			/* a scan is running; it takes microseconds unless its writer died in it */
 			int64_t now = shmchan_now_ns();
@@ -426,17 +426,22 @@ static int settle_join(shmchan_reader *r, uint64_t *start)
 				/* (L1) acquire: pairs with (L0) in ring.c */
 				uint32_t ws = shmchan_load_acquire32(&h->writer_state);
 				if (!shmchan_peer_alive(ch, 1) || ws != SHMCHAN_PEER_ATTACHED)
-					return 0; /* no live writer: the next one scans afresh and sees us */
+					break; /* no live writer: the next one scans afresh, from its floor */
 				give_up = now + JOIN_SPIN_NS;
 			}
 			sched_yield();
 			continue;
 		}
-		f = shmchan_read_once64(&h->floor);
+		break;
+	}
+	{
+		/* that scan's floor; after a writer died scanning, the floor the next one starts from
+		   (it clamps our cursor up to it) */
+		uint64_t f = shmchan_read_once64(&h->floor);
 		if (f - *start < (UINT64_C(1) << 63))
 			*start = f; /* the floor is ahead of where we meant to start */
-		return 0;
 	}
+	return 0;
 }
 
 int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader **out)
@@ -719,8 +724,11 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg, uint64_t *pending_lo
 				skip_lapped(r, pending_lost);
 				return 0;
 			}
-			if (seq == SHMCHAN_SEQ_WRITING && pos + ch->g.capacity == head) {
-				skip_lapped(r, pending_lost); /* the writer is filling pos's slot right now */
+			if ((seq == SHMCHAN_SEQ_WRITING || seq == pos + ch->g.capacity + 1) &&
+			    pos + ch->g.capacity == head) {
+				/* the writer is filling pos's slot right now, or has just published it and
+				   not yet moved head on (the slot's (M2) store comes before (B)) */
+				skip_lapped(r, pending_lost);
 				return 0;
 			}
 		}
