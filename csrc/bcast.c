@@ -334,7 +334,8 @@ int shmchan_state_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *l
 		*len = n;
 		if (n > cap)
 			return -EMSGSIZE;
-		memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n);
+		if (n)
+			memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n); /* buf may be NULL */
 		/* (M3) acquire fence: the copy completes before seq is read again; pairs with (M1) */
 		shmchan_fence_acquire();
 		if (shmchan_read_once64(&ch->meta[s].seq) != v)
@@ -920,7 +921,8 @@ int shmchan_bc_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t ca
 	*len = n;
 	if (n > cap)
 		return -EMSGSIZE;
-	memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n);
+	if (n)
+		memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n); /* buf may be NULL */
 	/* (M3) acquire fence: the copy before seq again; pairs with (M1) */
 	shmchan_fence_acquire();
 	if (shmchan_check_truncated(ch))
