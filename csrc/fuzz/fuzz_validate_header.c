@@ -15,14 +15,16 @@
  * checks); [9,...) the header image, zero-padded to 1024 bytes.
  *
  * Checks: only the four documented codes come back; a nonempty diagnostic; the same answer twice;
- * and when the header is accepted, a geometry in which every region lies inside the object.
+ * and when the header is accepted, a geometry in which every region lies inside the object and in
+ * order: the slot table (8 bytes per slot for SPSC, a 16-byte {seq, len} pair per slot for
+ * BROADCAST and STATE), a broadcast channel's reader places, the descriptor, then the slots.
  */
 
 static const uint64_t pages[4] = {4096, 16384, 65536, 4096};
 
 static void check_geometry(const struct shmchan_geom *g, uint64_t file_size, uint64_t page)
 {
-	uint64_t lens_end, slots;
+	uint64_t entry, tables_end, slots;
 
 	FUZZ_CHECK(g->version_major == SHMCHAN_LAYOUT_MAJOR);
 	FUZZ_CHECK(g->capacity >= 1 && g->capacity <= SHMCHAN_MAX_CAPACITY);
@@ -33,11 +35,32 @@ static void check_geometry(const struct shmchan_geom *g, uint64_t file_size, uin
 	FUZZ_CHECK(g->slot_stride >= g->slot_size && g->slot_stride % g->slot_align == 0);
 	FUZZ_CHECK(g->slot_stride - g->slot_size < g->slot_align);
 	FUZZ_CHECK(g->lens_offset == SHMCHAN_LENS_OFFSET);
-	lens_end = g->lens_offset + 8ull * g->capacity;
-	FUZZ_CHECK(lens_end <= g->data_offset);
+	/* the slot table: one uint64 length per slot (SPSC) or one {seq, len} pair (the other kinds);
+	   a broadcast channel's reader places follow it, 128-byte aligned */
+	entry = g->kind == SHMCHAN_KIND_SPSC ? sizeof(uint64_t) : sizeof(struct shmchan_slot_meta);
+	tables_end = g->lens_offset + entry * g->capacity;
+	switch (g->kind) {
+	case SHMCHAN_KIND_SPSC:
+		FUZZ_CHECK(g->max_readers == 0 && g->policy == 0 && g->readers_offset == 0);
+		break;
+	case SHMCHAN_KIND_BROADCAST:
+		FUZZ_CHECK(g->capacity >= 2);
+		FUZZ_CHECK(g->max_readers >= 1 && g->max_readers <= SHMCHAN_MAX_READERS);
+		FUZZ_CHECK(g->policy == SHMCHAN_POLICY_BLOCK || g->policy == SHMCHAN_POLICY_OVERWRITE);
+		FUZZ_CHECK(g->readers_offset >= tables_end && g->readers_offset % SHMCHAN_READER_PLACE_SIZE == 0);
+		tables_end = g->readers_offset + (uint64_t)g->max_readers * SHMCHAN_READER_PLACE_SIZE;
+		break;
+	case SHMCHAN_KIND_STATE:
+		FUZZ_CHECK(g->capacity == SHMCHAN_STATE_SLOTS);
+		FUZZ_CHECK(g->max_readers == 0 && g->policy == 0 && g->readers_offset == 0);
+		break;
+	default:
+		FUZZ_CHECK_MSG(0, "accepted kind %u", g->kind);
+	}
+	FUZZ_CHECK(tables_end <= g->data_offset);
 	if (g->descriptor_size) {
 		FUZZ_CHECK(g->descriptor_size <= SHMCHAN_MAX_DESCRIPTOR_SIZE);
-		FUZZ_CHECK(g->descriptor_offset >= lens_end);
+		FUZZ_CHECK(g->descriptor_offset >= tables_end && g->descriptor_offset % SHMCHAN_DESCRIPTOR_ALIGN == 0);
 		FUZZ_CHECK(g->descriptor_offset + g->descriptor_size <= g->data_offset);
 	} else {
 		FUZZ_CHECK(g->descriptor_offset == 0);

@@ -19,10 +19,18 @@ def up(v: int, a: int) -> int:
     return (v + a - 1) // a * a
 
 
-def header(slot_size: int, capacity: int, align: int = PAGE, desc: int = 0, flags: int = 0) -> tuple[bytes, int]:
+SPSC, BROADCAST, STATE = 1, 2, 3
+
+
+def header(slot_size: int, capacity: int, align: int = PAGE, desc: int = 0, flags: int = 0, kind: int = SPSC,
+           readers: int = 0, policy: int = 0) -> tuple[bytes, int]:
     """A valid layout-1.0 control block and the object size it describes."""
     stride = up(slot_size, align)
-    end = 1024 + 8 * capacity
+    end = 1024 + (8 if kind == SPSC else 16) * capacity  # lengths, or {seq, len} pairs
+    roff = 0
+    if kind == BROADCAST:
+        roff = up(end, 128)  # reader places, 128 bytes each
+        end = roff + 128 * readers
     doff = 0
     if desc:
         doff = up(end, 64)
@@ -30,8 +38,9 @@ def header(slot_size: int, capacity: int, align: int = PAGE, desc: int = 0, flag
     data = up(end, max(align, PAGE))
     total = data + capacity * stride
     h = bytearray(1024)
-    struct.pack_into("<QHHIIIQQII", h, 0, MAGIC, 1, 0, 1, flags, capacity, slot_size, stride, align, 1234)
+    struct.pack_into("<QHHIIIQQII", h, 0, MAGIC, 1, 0, kind, flags, capacity, slot_size, stride, align, 1234)
     struct.pack_into("<QQQQQQ", h, 48, 1024, data, total, 1_700_000_000_000_000_000, doff, desc)
+    struct.pack_into("<IIQ", h, 640, readers, policy, roff)
     return bytes(h), total
 
 
@@ -49,6 +58,12 @@ def validate_seeds() -> dict[str, bytes]:
         "descriptor-max": (64, 8, 8, 1 << 16),
         "msync-sync": (64, 8, PAGE, 0, 2),
         "sealed-flag": (64, 8, PAGE, 0, 4),
+        "bcast-block-64x8-4r": (64, 8, PAGE, 0, 0, BROADCAST, 4, 0),
+        "bcast-overwrite-2x1r-align8": (100, 2, 8, 0, 0, BROADCAST, 1, 1),
+        "bcast-1024r-descriptor": (256, 64, 64, 300, 0, BROADCAST, 1024, 1),
+        "bcast-places-fill-page": (64, 4, 8, 0, 0, BROADCAST, 23, 0),
+        "state-1000": (1000, 2, 64, 0, 0, STATE),
+        "state-descriptor-sealed": (64, 2, PAGE, 100, 4, STATE),
     }.items():
         h, total = header(*args)  # type: ignore[arg-type]
         seeds[name] = struct.pack("<QB", total, 0) + h
@@ -59,6 +74,14 @@ def validate_seeds() -> dict[str, bytes]:
     seeds["forced-magic-zeros"] = struct.pack("<QB", 8192, 0x80) + bytes(1024)
     seeds["bad-magic"] = struct.pack("<QB", 8192, 0) + b"NOTSHMCH" + h[8:]
     seeds["major-2"] = struct.pack("<QB", total, 0) + h[:8] + struct.pack("<H", 2) + h[10:]
+    # new kinds with one field wrong: each must be refused
+    h, total = header(64, 8, PAGE, 0, 0, BROADCAST, 4, 0)
+    seeds["bcast-no-places"] = struct.pack("<QB", total, 0) + h[:648] + bytes(8) + h[656:]
+    seeds["bcast-policy-2"] = struct.pack("<QB", total, 0) + h[:644] + struct.pack("<I", 2) + h[648:]
+    seeds["bcast-readers-1025"] = struct.pack("<QB", total, 0) + h[:640] + struct.pack("<I", 1025) + h[644:]
+    h, total = header(64, 2, PAGE, 0, 0, STATE)
+    seeds["state-with-readers"] = struct.pack("<QB", total, 0) + h[:640] + struct.pack("<I", 1) + h[644:]
+    seeds["state-as-bcast"] = struct.pack("<QB", total, 0) + h[:12] + struct.pack("<I", BROADCAST) + h[16:]
     return seeds
 
 
