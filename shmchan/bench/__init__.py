@@ -2,8 +2,10 @@
 
 Latency (ping-pong round trips, percentiles) in busy-poll and blocking modes, one-way throughput,
 CPU time per message on each side, for shmchan and each comparison peer that is installed, plus
-floors measured by small C programs and the C core alone, in the same run. Writes
-``results.json`` (every figure, the machine and the versions), ``results.md`` and PNG plots.
+floors measured by small C programs and the C core alone, in the same run; and the fan-out of a
+Broadcast channel (one writer, N reader processes: how the writer's cost per message grows with N,
+see ``_fanout``). Writes ``results.json`` (every figure, the machine and the versions),
+``results.md`` and PNG plots.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import platform
 import queue
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,13 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _native, _report, _worker
+from . import _fanout, _native, _report, _worker
 from ._systems import SYSTEMS, System, Task, iox_cleanup, throughput_capacity
 
 FULL_PAYLOADS = [64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20]
 QUICK_PAYLOADS = [64, 65536, 8 << 20]
 ALL_MODES = ("busy", "blocking")
-ALL_KINDS = ("latency", "throughput")
+PAIR_KINDS = ("latency", "throughput")
+ALL_KINDS = (*PAIR_KINDS, "fanout")
+FANOUT_ROUNDS = 5  # the fan-out section's rounds in a full run (--rounds overrides)
 MAX_PAYLOAD = 1 << 30
 
 
@@ -366,6 +371,23 @@ def _git_commit() -> str:
     return p.stdout.strip()
 
 
+def _extension_id() -> str:
+    """The compiled core this run used (its file's time and hash): in a source tree with changes
+    not committed yet, the commit alone does not say what was measured."""
+    try:
+        from .. import _binding
+
+        path = Path(_binding.lib.__file__ if hasattr(_binding.lib, "__file__")
+                    else sys.modules["shmchan._shmchan_cffi"].__file__ or "")
+        data = path.read_bytes()
+    except Exception:
+        return ""
+    import hashlib
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(path.stat().st_mtime))
+    return f"{path.name} built {stamp} UTC, sha256 {hashlib.sha256(data).hexdigest()[:12]}"
+
+
 def _cleanup(run_id: str) -> None:
     """Remove whatever this run (or a process of it that was killed) left in /dev/shm."""
     mine = f"shmchan.bench-{run_id}-"
@@ -414,6 +436,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = args.payloads or (QUICK_PAYLOADS if args.quick else FULL_PAYLOADS)
     modes = args.modes or list(ALL_MODES)
     kinds = args.kinds or list(ALL_KINDS)
+    pair_kinds = [k for k in kinds if k in PAIR_KINDS]
     args.seconds_given = args.seconds is not None
     if args.seconds is None:
         args.seconds = 0.06 if args.quick else 1.0
@@ -421,6 +444,7 @@ def run(args: argparse.Namespace) -> int:
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     budget = args.seconds / rounds
     warmup = min(0.2, max(0.02, budget / 4))
+    fan = _fanout_settings(args) if "fanout" in kinds else None
     keys = args.systems or list(SYSTEMS)
     chosen: list[System] = []
     skipped: list[dict[str, str]] = []
@@ -434,30 +458,43 @@ def run(args: argparse.Namespace) -> int:
 
     loadavg_before = os.getloadavg()
     noise_start = Noise()
-    print(f"shmchan bench: {len(chosen)} systems, payloads {', '.join(_report.size_label(s) for s in sizes)}; "
-          f"latency ({', '.join(modes)}) and throughput; {args.seconds:g} s per cell in {rounds} round(s)"
-          + (" (--quick)" if args.quick else ""))
-    print("  two processes; the producer writes every byte of every message and the consumer reads "
-          "(and checks) every byte")
-    pinning = f"processes on CPUs {args.cpus[0]} and {args.cpus[1]}" if args.cpus else "none (--cpus A,B to pin)"
-    print(f"  CPU pinning: {pinning}; load average {loadavg_before[0]:.2f} (other work on the machine makes the "
-          "tails noisy)")
-    for s in skipped:
-        print(f"  skipped {s['label']}: {s['reason']}")
+    quick = " (--quick)" if args.quick else ""
+    if pair_kinds:
+        what = " and ".join(f"latency ({', '.join(modes)})" if k == "latency" else k for k in pair_kinds)
+        print(f"shmchan bench: {len(chosen)} systems, payloads {', '.join(_report.size_label(s) for s in sizes)}; "
+              f"{what}; {args.seconds:g} s per cell in {rounds} round(s){quick}")
+        print("  two processes; the producer writes every byte of every message and the consumer reads "
+              "(and checks) every byte")
+        pinning = f"processes on CPUs {args.cpus[0]} and {args.cpus[1]}" if args.cpus else "none (--cpus A,B to pin)"
+        print(f"  CPU pinning: {pinning}; load average {loadavg_before[0]:.2f} (other work on the machine makes "
+              "the tails noisy)")
+        for s in skipped:
+            print(f"  skipped {s['label']}: {s['reason']}")
+    if fan is not None:
+        print(f"shmchan bench fan-out: one writer and {', '.join(map(str, fan['readers']))} reader processes on a "
+              f"Broadcast channel ({', '.join(fan['policies'])}), payloads "
+              f"{', '.join(_report.size_label(s) for s in fan['payloads'])}; {fan['seconds_per_cell']:g} s per cell "
+              f"in {fan['rounds']} round(s){quick}; readers spin {_report.spin_text(fan['reader_spin'])}, writer spin "
+              f"{_report.spin_text(fan['writer_spin'])}; load average {loadavg_before[0]:.2f}")
     sys.stdout.flush()
 
-    rounds_plan = plan(chosen, sizes, kinds, modes, budget, warmup, run_id, rounds)
-    n_c = 0 if args.no_native else 2 + 2 * len(sizes) + len(c_cells(sizes, modes, kinds))
-    bar = Progress(sum(len(g[2]) for groups in rounds_plan for g in groups) + rounds * n_c, sys.stderr.isatty())
+    rounds_plan = plan(chosen, sizes, pair_kinds, modes, budget, warmup, run_id, rounds) if pair_kinds else []
+    n_c = 0 if args.no_native or not pair_kinds else 2 + 2 * len(sizes) + len(c_cells(sizes, modes, kinds))
+    fan_plan = [] if fan is None else _fanout.plan(
+        fan["policies"], fan["payloads"], fan["readers"], fan["rounds"], fan["budget"], fan["warmup_s_per_round"],
+        run_id, fan["reader_spin"], fan["writer_spin"])
+    bar = Progress(sum(len(g[2]) for groups in rounds_plan for g in groups) + len(rounds_plan) * n_c
+                   + sum(len(cells) for cells in fan_plan), sys.stderr.isatty())
     ctx = mp.get_context("spawn")
     parts: list[dict[str, Any]] = []
     floor_rounds: list[dict[str, Any]] = []
     native_raw: list[dict[str, Any]] = []
+    fan_parts: list[dict[str, Any]] = []
     c_info: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix=f"shmchan-bench-{run_id}-") as work:
             bins: tuple[Path, Path | None] | None = None
-            if not args.no_native:
+            if n_c:
                 bar.show("compiling the C floors and the native benchmark")
                 try:
                     floors_bin, native_bin, note = _native.build(Path(work))
@@ -485,6 +522,8 @@ def run(args: argparse.Namespace) -> int:
                     for system, gsize, tasks in groups:
                         if gsize == size:
                             parts += run_group(ctx, system, size, tasks, args.cpus, bar)
+            if fan_plan:
+                fan_parts = _fanout.run_section(fan_plan, bar, Noise)
     except KeyboardInterrupt:
         bar.end()
         print("interrupted", file=sys.stderr)
@@ -494,6 +533,7 @@ def run(args: argparse.Namespace) -> int:
         _cleanup(run_id)
 
     results = _combine(chosen, parts, native_raw)
+    fanout = _fanout.combine(fan_parts, fan["readers"]) if fan is not None else []
     floors = _report.combine_floors(floor_rounds)
     mach = machine()
     mach["loadavg_before"] = [round(x, 2) for x in loadavg_before]
@@ -504,8 +544,14 @@ def run(args: argparse.Namespace) -> int:
 
     versions["numpy"] = numpy.__version__
     versions["shmchan_source"] = _git_commit()
+    versions["shmchan_extension"] = _extension_id()
     if c_info.get("cc"):
         versions["cc"] = c_info["cc"]
+    settings: dict[str, Any] = {
+        "quick": args.quick, "payloads": sizes, "modes": modes, "kinds": kinds, "seconds_per_cell": args.seconds,
+        "rounds": rounds, "warmup_s_per_round": warmup, "cpus": list(args.cpus) if args.cpus else None}
+    if fan is not None:
+        settings["fanout"] = {k: v for k, v in fan.items() if k != "budget"}
     doc: dict[str, Any] = {
         "shmchan_bench": 1,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
@@ -514,16 +560,17 @@ def run(args: argparse.Namespace) -> int:
         "methodology": _report.METHOD,
         "machine": mach,
         "versions": versions,
-        "settings": {"quick": args.quick, "payloads": sizes, "modes": modes, "kinds": kinds,
-                     "seconds_per_cell": args.seconds, "rounds": rounds, "warmup_s_per_round": warmup,
-                     "cpus": list(args.cpus) if args.cpus else None},
+        "settings": settings,
         "systems": [{"key": s.key, "label": s.label, "version": s.version() or "-", "how": s.how} for s in chosen],
         "skipped": skipped,
         "c": c_info,
         "floors": floors,
         "results": results,
     }
-    doc["targets"] = _report.targets(results, floors)
+    if fan is not None:
+        doc["fanout_methodology"] = _report.FANOUT_METHOD
+        doc["fanout"] = fanout
+    doc["targets"] = _report.targets(results, floors, fanout if fan is not None else None, pairs=bool(pair_kinds))
     names: list[str] = []
     if not args.no_plots:
         names, why = _report.plots(doc, out_dir)
@@ -535,11 +582,33 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_report.terminal_report(doc))
     print()
-    failed = [r for r in results if "error" in r]
+    failed = [r for r in results + fanout if "error" in r]
     files = ["results.json", "results.md", *names]
     print(f"wrote {', '.join(str(out_dir / f) for f in files)} in {doc['duration_s']:.0f} s"
           + (f"; {len(failed)} cell(s) FAILED" if failed else ""))
     return 1 if failed else 0
+
+
+def _fanout_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The fan-out section's settings: its own payloads, reader counts, policies and rounds; the
+    time per cell is --seconds (split over the rounds) like the other sections'."""
+    rounds = args.rounds if args.rounds_given else (1 if args.quick else FANOUT_ROUNDS)
+    budget = args.seconds / rounds
+    payloads = args.fanout_payloads or (_fanout.QUICK_PAYLOADS if args.quick else _fanout.FULL_PAYLOADS)
+    return {
+        "payloads": payloads,
+        "readers": args.readers or (_fanout.QUICK_READERS if args.quick else _fanout.DEFAULT_READERS),
+        "policies": args.policies or list(_fanout.POLICIES),
+        "rounds": rounds,
+        "seconds_per_cell": args.seconds,
+        "budget": budget,
+        "warmup_s_per_round": min(0.1, max(0.02, budget / 4)),
+        "reader_spin": args.reader_spin,
+        "writer_spin": args.writer_spin,
+        "reader_places": _fanout.PLACES,
+        "capacity": {str(s): _fanout.capacity(s) for s in payloads},
+        "batch": {str(s): _fanout.batch_size(_fanout.capacity(s)) for s in payloads},
+    }
 
 
 # ---- arguments ----
@@ -613,15 +682,41 @@ def _seconds(text: str) -> float:
     return v
 
 
+def _readers(text: str) -> list[int]:
+    try:
+        out = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--readers wants reader counts like 1,2,4,8, got {text!r}") from None
+    if not out or out[0] < 0 or out[-1] > _fanout.MAX_READERS:
+        raise argparse.ArgumentTypeError(f"--readers: counts from 0 to {_fanout.MAX_READERS}, got {text!r}")
+    return out
+
+
+def _spin(text: str) -> float | None:
+    if text.strip().lower() == "default":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a spin time: {text!r} (seconds, or 'default')") from None
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"a spin time must be between 0 and 1 s, got {v:g}")
+    return v
+
+
 def _command(args: argparse.Namespace) -> str:
     """The command line that repeats this run."""
     words = ["shmchan", "bench"]
     if args.quick:
         words.append("--quick")
-    for opt in ("payloads", "systems", "modes", "kinds"):
+    for opt in ("payloads", "systems", "modes", "kinds", "fanout_payloads", "readers", "policies"):
         v = getattr(args, opt)
         if v:
-            words += [f"--{opt}", ",".join(map(str, v))]
+            words += [f"--{opt.replace('_', '-')}", ",".join(map(str, v))]
+    for opt in ("reader_spin", "writer_spin"):
+        v = getattr(args, opt)
+        if v != 0:
+            words += [f"--{opt.replace('_', '-')}", "default" if v is None else f"{v:g}"]
     if args.cpus:
         words += ["--cpus", f"{args.cpus[0]},{args.cpus[1]}"]
     if args.seconds_given:
@@ -634,22 +729,36 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
-    return run(args)
+    # a SIGTERM (a CI job's timeout, kill) cleans up like Ctrl-C: no processes, nothing in /dev/shm
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        return run(args)
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def add_parser(sub: Any) -> None:
     """Register the ``bench`` subcommand."""
     p = sub.add_parser(
         "bench",
-        help="benchmark shmchan against multiprocessing, pyzmq, faster-fifo and iceoryx2 (latency, throughput, CPU)",
+        help="benchmark shmchan against multiprocessing, pyzmq, faster-fifo and iceoryx2 (latency, throughput, CPU), "
+        "and a Broadcast's fan-out to N readers",
         description="Measure shmchan and the IPC people use today between two processes, touching every "
         "byte: ping-pong latency percentiles (busy-poll and blocking), one-way throughput and CPU time per "
         "message on each side; plus C floors (memcpy, cache-line ping-pong, futex round trip) and the C "
-        "core alone. Peers that are not installed are skipped. Writes results.json, results.md and PNG plots.",
+        "core alone. Then the fan-out of a Broadcast channel: one writer process, N reader processes, the "
+        "writer's CPU and wall time per message for each N (--kinds fanout for that alone). Peers that are "
+        "not installed are skipped. Writes results.json, results.md and PNG plots.",
     )
     p.add_argument("--quick", action="store_true",
                    help=f"a short run for CI: payloads {', '.join(_report.size_label(s) for s in QUICK_PAYLOADS)} "
-                   "and 0.06 s per cell (under a minute)")
+                   "and 0.06 s per cell, one round; the fan-out at 64 B only (under a minute)")
     p.add_argument("--payloads", type=_sizes, metavar="LIST",
                    help="payload sizes, e.g. 64,4K,1M,32M (default: "
                    f"{','.join(_report.size_label(s).replace(' ', '') for s in FULL_PAYLOADS)})")
@@ -658,12 +767,29 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--modes", type=_choices(ALL_MODES, "mode"), metavar="LIST",
                    help="latency waiting modes: busy,blocking (default both)")
     p.add_argument("--kinds", type=_choices(ALL_KINDS, "kind"), metavar="LIST",
-                   help="latency,throughput (default both)")
+                   help="latency,throughput,fanout (default all three)")
     p.add_argument("--cpus", type=_cpus, metavar="A,B", help="pin the two processes to CPUs A and B")
     p.add_argument("--seconds", type=_seconds, metavar="S", help="measured time per cell (default 1, --quick 0.06)")
     p.add_argument("--rounds", type=_rounds, metavar="N",
                    help="split each cell's time over N rounds of the whole run, so slow changes in the machine's "
-                   "load hit every system alike (default 3, --quick 1)")
+                   f"load hit every system alike (default 3, fan-out {FANOUT_ROUNDS}; --quick 1)")
+    fan = p.add_argument_group("fan-out (--kinds fanout)")
+    fan.add_argument("--readers", type=_readers, metavar="LIST",
+                     help="reader process counts (default "
+                     f"{','.join(map(str, _fanout.DEFAULT_READERS))}, --quick "
+                     f"{','.join(map(str, _fanout.QUICK_READERS))}; 0 = the writer alone; ratios are to 1 reader)")
+    fan.add_argument("--fanout-payloads", type=_sizes, metavar="LIST",
+                     help="fan-out payload sizes (default "
+                     f"{','.join(_report.size_label(s).replace(' ', '') for s in _fanout.FULL_PAYLOADS)}, --quick "
+                     f"{','.join(_report.size_label(s).replace(' ', '') for s in _fanout.QUICK_PAYLOADS)})")
+    fan.add_argument("--policies", type=_choices(_fanout.POLICIES, "policy"), metavar="LIST",
+                     help="block,overwrite (default both)")
+    fan.add_argument("--reader-spin", type=_spin, default=0.0, metavar="S",
+                     help="how long readers poll an empty ring before sleeping, seconds or 'default' (default 0: "
+                     "up to 8 readers share the CPUs with the writer, and a polling reader takes CPU from it)")
+    fan.add_argument("--writer-spin", type=_spin, default=0.0, metavar="S",
+                     help="how long a blocked writer polls before sleeping (block policy), seconds or 'default' "
+                     "(default 0: its CPU time then counts work, not waiting)")
     p.add_argument("--out", default="shmchan-bench-results", metavar="DIR",
                    help="where results.json, results.md and the plots go (default ./shmchan-bench-results)")
     p.add_argument("--no-native", action="store_true", help="skip the C floors and the native C benchmark")

@@ -23,6 +23,27 @@ METHOD = (
     "blocking = the system's own way of waiting (shmchan: spin, 100 us by default, then a futex)."
 )
 
+FANOUT_METHOD = (
+    "Fan-out: one writer process and N reader processes (started once, reused for every cell) on a "
+    "fresh Broadcast channel per cell, made by the harness (ring depth as for throughput, 8 reader "
+    "places whatever N). The readers attach first (start='oldest': they see every message); the "
+    "writer then streams as fast as the policy lets it, writing every byte of every message "
+    "(reserve, fill, commit): a warm-up, then the measured part, then it closes the stream. Writer "
+    "CPU = its thread's CPU time (user and system apart, getrusage(RUSAGE_THREAD)) over the measured "
+    "part, per message; wall = elapsed time per message. Each reader takes messages with recv_batch "
+    "(a quarter of the ring at most 16 at a time), reads every byte of each in place, checks it "
+    "against the message's position and releases it. block: every reader must get every message; "
+    "overwrite: the writer never waits, and what a lapped reader misses is counted (Reader.lost, "
+    "which includes messages rewritten under a read). Readers and writer sleep at once when they "
+    "have to wait (spin 0, unless said otherwise): up to 9 processes share the machine's CPUs, and a "
+    "polling process would take CPU from the one it waits for. Each round measures every reader "
+    "count once (in alternating order); figures are medians over the rounds, and a ratio to 1 "
+    "reader is the median of the per-round ratios (same round, seconds apart). On a machine with "
+    "fewer CPUs than processes, wall time mostly measures how the CPUs are shared (block: the writer "
+    "waits for the slowest reader, and N readers need N times the reading); the writer's CPU time "
+    "is its own cost."
+)
+
 
 def size_label(n: int) -> str:
     for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -155,10 +176,41 @@ def _find(results: list[dict[str, Any]], system: str, kind: str, mode: str | Non
     return None
 
 
-def targets(results: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, as ratios within this run."""
+def targets(results: list[dict[str, Any]], floors: dict[str, Any], fanout: list[dict[str, Any]] | None = None,
+            pairs: bool = True) -> list[dict[str, Any]]:
+    """The issue's targets, as ratios within this run: the two-process ones (``pairs``), and the
+    fan-out ones if that section ran (``fanout`` not None)."""
     out: list[dict[str, Any]] = []
+    if pairs:
+        _pair_targets(out, results, floors)
+    if fanout is not None:
+        _fanout_targets(out, fanout)
+    return out
 
+
+def _fanout_targets(out: list[dict[str, Any]], fanout: list[dict[str, Any]]) -> None:
+    sizes = sorted({r["bytes"] for r in fanout}) or [64]
+    policies = [p for p in ("block", "overwrite") if any(r["policy"] == p for r in fanout)] or ["block", "overwrite"]
+    for size in sizes:
+        for policy in policies:
+            cells = {r["readers"]: r for r in fanout
+                     if r["policy"] == policy and r["bytes"] == size and "error" not in r}
+            t: dict[str, Any] = {
+                "target": f"fan-out {policy} {size_label(size)}: writer CPU/msg, 8 readers <= 3x 1 reader",
+                "limit": 3.0, "better": "lower", "unit": "ns/msg",
+                "what": "the writer's CPU time per message with 8 reader processes / with 1 (the median of the "
+                        "per-round ratios; value and reference are the medians over the rounds)"}
+            one, eight = cells.get(1), cells.get(8)
+            ratio = eight["writer"].get("cpu_ns_ratio") if eight else None
+            if one is None or eight is None or ratio is None:
+                t.update(ratio=None, met=None, note="not measured in this run")
+            else:
+                t.update(value=eight["writer"]["cpu_ns_per_msg"], reference=one["writer"]["cpu_ns_per_msg"],
+                         ratio=ratio, met=bool(ratio <= 3.0), ratios=eight["writer"]["cpu_ns_ratio_per_round"])
+            out.append(t)
+
+
+def _pair_targets(out: list[dict[str, Any]], results: list[dict[str, Any]], floors: dict[str, Any]) -> None:
     def add(name: str, value: float | None, ref: float | None, limit: float, higher_is_better: bool,
             unit: str, what: str) -> None:
         t: dict[str, Any] = {"target": name, "limit": limit, "better": "higher" if higher_is_better else "lower",
@@ -213,7 +265,6 @@ def targets(results: list[dict[str, Any]], floors: dict[str, Any]) -> list[dict[
         add("C<->C one-way latency <= 2x the cache-line ping-pong", native["rtt_us"]["p50"] / 2 if native else None,
             pp["rtt_us"]["p50"] / 2 if pp.get("rtt_us") else None, 2.0, False, "us p50",
             "native shmchan 64 B one-way (round trip / 2) / cache-line one-way (round trip / 2)")
-    return out
 
 
 # ---- terminal and markdown ----
@@ -300,6 +351,8 @@ def terminal_report(doc: dict[str, Any]) -> str:
     fl = doc.get("floors", {})
     if fl:
         parts.append("floors: " + floors_line(fl))
+    if doc.get("fanout") is not None:
+        parts.append(fanout_title(doc) + ":\n" + text_table(FANOUT_HEAD, fanout_rows(doc["fanout"])))
     parts.append(noise_line(doc))
     tg = doc.get("targets", [])
     if tg:
@@ -363,8 +416,9 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
     out.append("")
     out.append(noise_line(doc) + " (CPU wait counts any runnable task, the benchmark's own included).")
     out.append("")
-    out.append(METHOD)
-    out.append("")
+    if res:
+        out.append(METHOD)
+        out.append("")
     if doc.get("skipped"):
         for s in doc["skipped"]:
             out.append(f"- skipped {s['label']}: {s['reason']}")
@@ -380,12 +434,19 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
     rows = pivot(res, "throughput", None, sizes)
     if rows:
         out += ["## One-way throughput (GB/s)", "", md_table(head, rows), ""]
+    if doc.get("fanout") is not None:
+        out += [f"## {fanout_title(doc)[0].upper()}{fanout_title(doc)[1:]}", "",
+                md_table(FANOUT_HEAD, fanout_rows(doc["fanout"])), ""]
     fl = doc.get("floors", {})
     if fl:
         out += ["## Floors (C, same run)", "", floors_line(fl), ""]
     for p in plots:
-        out += [f"![{p}]({p})", ""]
-    out += ["## Every figure", ""]
+        if p != FANOUT_PLOT:
+            out += [f"![{p}]({p})", ""]
+    if doc.get("fanout") is not None:
+        out += fanout_markdown(doc, FANOUT_PLOT in plots)
+    if res:
+        out += ["## Every figure", ""]
     lat_head = ["system", "mode", "payload", "n", "p50 us", "p99 us", "p99.9 us", "max us", "CPU a us/rt",
                 "CPU b us/rt", "errors", "CPU wait %", "p50 per round"]
     lat_rows = []
@@ -410,17 +471,26 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
     if thr_rows:
         out += ["### Throughput", "", md_table(thr_head, thr_rows), ""]
     failed = [r for r in res if "error" in r]
-    if failed:
+    fan_failed = [r for r in doc.get("fanout") or [] if "error" in r]
+    if failed or fan_failed:
         out += ["### Failures", ""]
         for r in failed:
             first = r["error"].strip().splitlines()[-1] if r["error"].strip() else "?"
             out.append(f"- {r['label']} {r['kind']} {r['mode']} {size_label(r['bytes'])}: {first}")
+        for r in fan_failed:
+            first = r["error"].strip().splitlines()[-1] if r["error"].strip() else "?"
+            out.append(f"- fan-out {r['policy']} {size_label(r['bytes'])} {r['readers']} readers: {first}")
         out.append("")
-    out += ["## Columns", "", COLUMNS, ""]
-    out += ["## How each system is used", ""]
-    for s in doc.get("systems", []):
-        out.append(f"- **{s['label']}** ({s['version']}): {s['how']}")
-    out.append("")
+    out += ["## Columns", ""]
+    if res:
+        out += [COLUMNS, ""]
+    if doc.get("fanout") is not None:
+        out += [FANOUT_COLUMNS, ""]
+    if res:
+        out += ["## How each system is used", ""]
+        for s in doc.get("systems", []):
+            out.append(f"- **{s['label']}** ({s['version']}): {s['how']}")
+        out.append("")
     return "\n".join(out)
 
 
@@ -449,6 +519,114 @@ COLUMNS = """\
   (spinning); a futex wake-up round trip between two processes (sleeping) - C programs, same run."""
 
 
+# ---- fan-out ----
+
+FANOUT_PLOT = "fanout.png"
+FANOUT_HEAD = ["policy", "payload", "readers", "writer CPU ns/msg", "user", "sys", "x 1 reader", "wall ns/msg",
+               "x 1 reader", "delivered", "lost", "errors"]
+
+
+def spin_text(spin: float | None) -> str:
+    if spin is None:
+        return "the library default"
+    return "0 (sleep at once)" if spin == 0 else f"{spin * 1e6:g} us"
+
+
+def fanout_title(doc: dict[str, Any]) -> str:
+    f = doc["settings"].get("fanout", {})
+    return (f"fan-out: one writer, N reader processes (Broadcast); the writer's cost per message, median of "
+            f"{f.get('rounds', '?')} round(s); x 1 reader = median of the per-round ratios")
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def fanout_rows(fan: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r in fan:
+        head = [r["policy"], size_label(r["bytes"]), str(r["readers"])]
+        if "error" in r:
+            rows.append(head + ["failed"] + [""] * (len(FANOUT_HEAD) - 4))
+            continue
+        w = r["writer"]
+        if r["readers"]:
+            pct = r["delivered_pct"]
+            delivered = f"{_count(r['delivered'])} ({pct:.4g}%)"
+            lost = _count(r["lost"]) + (f" (+{_count(r['unaccounted'])} uncounted)" if r["unaccounted"] else "")
+        else:
+            delivered = lost = "-"
+        rows.append([*head, _fmt(w["cpu_ns_per_msg"]), _fmt(w["user_ns_per_msg"]), _fmt(w["sys_ns_per_msg"]),
+                     _ratio(w.get("cpu_ns_ratio")), _fmt(w["wall_ns_per_msg"]), _ratio(w.get("wall_ns_ratio")),
+                     delivered, lost, str(r["errors"])])
+    return rows
+
+
+def fanout_markdown(doc: dict[str, Any], plot: bool) -> list[str]:
+    """The fan-out section's details: method, every figure, per-round ratios, the plot."""
+    f = doc["settings"]["fanout"]
+    out = ["## Fan-out details", ""]
+    spin = {k: spin_text(f[k]) for k in ("reader_spin", "writer_spin")}
+    out.append(f"Readers {', '.join(map(str, f['readers']))}; policies {', '.join(f['policies'])}; payloads "
+               f"{', '.join(size_label(s) for s in f['payloads'])}; {f['seconds_per_cell']:g} s per cell in "
+               f"{f['rounds']} round(s) ({f['warmup_s_per_round']:g} s warm-up each); ring depth "
+               + ", ".join(f"{c} slots for {size_label(int(s))}" for s, c in f["capacity"].items())
+               + f"; {f['reader_places']} reader places; reader spin {spin['reader_spin']}, writer spin "
+               f"{spin['writer_spin']}.")
+    out += ["", doc.get("fanout_methodology", FANOUT_METHOD), ""]
+    if plot:
+        out += [f"![{FANOUT_PLOT}]({FANOUT_PLOT})", ""]
+    head = ["policy", "payload", "readers", "msgs", "writer msg/s", "CPU ns/msg", "user", "sys", "CPU x1 per round",
+            "wall ns/msg", "wall x1 per round", "vol. switches /1k", "preempted /1k", "ring full /1k", "CPU wait %"]
+    rows = []
+    rhead = ["policy", "payload", "readers", "sent", "expected", "delivered", "lost", "of which torn", "uncounted",
+             "errors", "reader CPU ns/msg", "all readers' CPU ns/msg sent", "reader empty /1k"]
+    rrows = []
+    for r in doc["fanout"]:
+        if "error" in r:
+            continue
+        w = r["writer"]
+        rows.append([r["policy"], size_label(r["bytes"]), str(r["readers"]), _count(w["msgs_measured"]),
+                     _fmt(w["msgs_per_s"]), _fmt(w["cpu_ns_per_msg"]), _fmt(w["user_ns_per_msg"]),
+                     _fmt(w["sys_ns_per_msg"]), _spread(w.get("cpu_ns_ratio_per_round")), _fmt(w["wall_ns_per_msg"]),
+                     _spread(w.get("wall_ns_ratio_per_round")), _fmt(w["vcsw_per_1k_msgs"]),
+                     _fmt(w["ivcsw_per_1k_msgs"]), _fmt(r["full_waits_per_1k_msgs"]) if r["policy"] == "block" else "-",
+                     _pressure(r)])
+        if r["readers"]:
+            rrows.append([r["policy"], size_label(r["bytes"]), str(r["readers"]), _count(r["sent"]),
+                          _count(r["expected"]), _count(r["delivered"]), _count(r["lost"]), _count(r["torn"]),
+                          _count(r["unaccounted"]), str(r["errors"]), _fmt(r["reader_cpu_ns_per_msg"]),
+                          _fmt(r.get("readers_cpu_ns_per_sent")), _fmt(r["reader_empty_waits_per_1k_msgs"])])
+    out += ["### The writer", "", md_table(head, rows), ""]
+    if rrows:
+        out += ["### The readers (all rounds, all readers)", "", md_table(rhead, rrows), ""]
+    return out
+
+
+FANOUT_COLUMNS = """Fan-out columns:
+- **readers 0**: the writer alone (nobody attached), for reference.
+- **writer CPU ns/msg, user, sys**: the writer thread's CPU time per message over the measured part
+  (precise: its thread's CPU clock); user and system time from getrusage (the kernel splits the
+  total by sampling, so the split is approximate, and medians of each need not add up). System time
+  is mostly futex calls: waking sleeping readers, and, block, sleeping while the ring is full.
+  **wall ns/msg**: elapsed time per message.
+- **x 1 reader**: that figure with N readers / with 1 reader in the same round; the median over
+  the rounds (per round in the details).
+- **delivered**: messages the readers got intact, all readers and rounds (percentage of sent x N);
+  **lost**: the readers' `Reader.lost` (overwrite: lapped, or rewritten under a read); **uncounted**:
+  neither delivered intact nor counted lost (should be 0); **errors**: wrong bytes in a message
+  whose slot was not rewritten (always expected to be 0).
+- **vol. switches, preempted /1k**: the writer thread's voluntary (it slept) and involuntary (another
+  process took its CPU) context switches per 1000 messages; **ring full /1k**: reserves that found
+  the ring full (block). **reader CPU ns/msg**: a reader's CPU time per message it got (median
+  reader); **all readers' CPU ns/msg sent**: the N readers' CPU time together per message the
+  writer sent. **reader empty /1k**: times a reader found nothing to take, per 1000 messages it got."""
+
+
 # ---- plots ----
 
 COLORS = {"shmchan": "#d62728", "shmchan-copy": "#ff7f0e", NATIVE_KEY: "#8c564b", "none": "#000000",
@@ -471,7 +649,8 @@ def _size_axis(ax: Any, sizes: list[int]) -> None:
 
 
 def plots(doc: dict[str, Any], outdir: Path) -> tuple[list[str], str | None]:
-    """latency.png and throughput.png; returns (file names, why not if matplotlib is missing)."""
+    """latency.png, throughput.png and fanout.png, for the sections that ran; returns (file names, why
+    not if matplotlib is missing)."""
     try:
         import importlib
 
@@ -480,10 +659,24 @@ def plots(doc: dict[str, Any], outdir: Path) -> tuple[list[str], str | None]:
         plt = importlib.import_module("matplotlib.pyplot")
     except Exception as exc:
         return [], f"matplotlib is not installed ({exc.__class__.__name__}); pip install 'shmchan[bench]'"
+    names = []
+    res = doc["results"]
+    if any(r["kind"] == "latency" for r in res):
+        _latency_plot(plt, doc, outdir)
+        names.append("latency.png")
+    if any(r["kind"] == "throughput" for r in res):
+        _throughput_plot(plt, doc, outdir)
+        names.append("throughput.png")
+    if doc.get("fanout"):
+        _fanout_plot(plt, doc, outdir)
+        names.append(FANOUT_PLOT)
+    return names, None
+
+
+def _latency_plot(plt: Any, doc: dict[str, Any], outdir: Path) -> None:
     res = doc["results"]
     fl = doc.get("floors", {})
     sizes = doc["settings"]["payloads"]
-    names = []
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.2), sharey=True)
     for ax, mode in zip(axes, ("busy", "blocking"), strict=True):
         for key, label in _systems_in(res, "latency", mode):
@@ -510,8 +703,12 @@ def plots(doc: dict[str, Any], outdir: Path) -> tuple[list[str], str | None]:
     fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(outdir / "latency.png", dpi=110)
     plt.close(fig)
-    names.append("latency.png")
 
+
+def _throughput_plot(plt: Any, doc: dict[str, Any], outdir: Path) -> None:
+    res = doc["results"]
+    fl = doc.get("floors", {})
+    sizes = doc["settings"]["payloads"]
     fig, ax = plt.subplots(figsize=(8, 5.2))
     for key, label in _systems_in(res, "throughput", None):
         pts = sorted((r["bytes"], r["gbps"]) for r in res
@@ -535,8 +732,46 @@ def plots(doc: dict[str, Any], outdir: Path) -> tuple[list[str], str | None]:
     fig.tight_layout()
     fig.savefig(outdir / "throughput.png", dpi=110)
     plt.close(fig)
-    names.append("throughput.png")
-    return names, None
+
+
+def _fanout_plot(plt: Any, doc: dict[str, Any], outdir: Path) -> None:
+    """The writer's CPU and wall time per message against the reader count, as ratios to 1 reader
+    (per-round medians), with the 3x goal."""
+    fan = [r for r in doc["fanout"] if "error" not in r]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    colors = {"block": "#d62728", "overwrite": "#1f77b4"}
+    sizes = sorted({r["bytes"] for r in fan})
+    styles = ["-", "--", ":", "-."]
+    counts = sorted({r["readers"] for r in fan})
+    titles = ("writer CPU time per message", "writer wall time per message")
+    for ax, metric, title in zip(axes, ("cpu_ns", "wall_ns"), titles, strict=True):
+        for policy in ("block", "overwrite"):
+            for i, size in enumerate(sizes):
+                cells = sorted((r for r in fan if r["policy"] == policy and r["bytes"] == size
+                                and r["writer"].get(f"{metric}_ratio") is not None), key=lambda r: r["readers"])
+                if not cells:
+                    continue
+                one = next((r for r in cells if r["readers"] == 1), None)
+                ref = f" (1 reader: {_fmt(one['writer'][f'{metric}_per_msg'])} ns)" if one else ""
+                ax.plot([r["readers"] for r in cells], [r["writer"][f"{metric}_ratio"] for r in cells],
+                        color=colors[policy], ls=styles[i % len(styles)], marker="o", ms=4, lw=2,
+                        label=f"{policy}, {size_label(size)}{ref}")
+        if metric == "cpu_ns":
+            ax.axhline(3.0, color="grey", lw=1, ls=":", label="goal: 8 readers <= 3x 1 reader")
+        ax.axhline(1.0, color="black", lw=0.6)
+        ax.set_xticks(counts)
+        ax.set_xlabel("reader processes")
+        ax.set_title(f"{title}, relative to 1 reader")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_ylabel("x the 1-reader figure (median of per-round ratios)")
+    m = doc["machine"]
+    fig.suptitle(f"shmchan bench: Broadcast fan-out, one writer, N readers; {m.get('cpus_usable', '?')} CPUs for "
+                 f"{max(counts, default=0) + 1} processes", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(outdir / FANOUT_PLOT, dpi=110)
+    plt.close(fig)
 
 
 def write_json(doc: dict[str, Any], path: Path) -> None:
