@@ -7,17 +7,6 @@
 
 #include "layout.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-#ifndef T_TSAN
-#define T_TSAN 0
-#endif
-
 #define BLOCK SHMCHAN_POLICY_BLOCK
 #define OVERWRITE SHMCHAN_POLICY_OVERWRITE
 #define HDR 16u /* every payload starts with its position and its length (u64 each) */
@@ -1360,6 +1349,5 @@ int main(void)
 	fails += t_case("stress_overwrite_four_readers_one_slow", stress_overwrite_four_readers_one_slow, 40);
 	fails += t_case("stress_overwrite_reader_killed", stress_overwrite_reader_killed, 40);
 	fails += t_case("join_leave_churn", join_leave_churn, 60);
-	(void)T_TSAN;
 	return t_done(fails);
 }

@@ -257,7 +257,7 @@ static void wait_for_versions(void)
 	t0 = t_now_ns();
 	CHECK_MSG(now == 2 || now == 3, "woke at version %llu", (unsigned long long)now);
 	CHECK_RC(t_get_u64(fds[0], &v, 5000), 0);
-	printf("  woke %.2f ms after the publish\n", t_ms(t0 - (int64_t)v));
+	printf("  woke %.2f ms after the writer went to publish\n", t_ms(t0 - (int64_t)v));
 	CHECK(t0 >= (int64_t)v && t0 - (int64_t)v < T_MS(1000));
 	CHECK_RC(shmchan_state_wait(o, 2, T_MS(5000), &now), 0);
 	CHECK(now == 3);
