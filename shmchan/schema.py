@@ -521,9 +521,9 @@ def encode_channel_info(info: ChannelInfo) -> bytes:
     dtype = _dtype_code(info.dtype)[0] if info.dtype is not None else DType.Unknown
     descr = b.CreateString(info.numpy_descr) if info.numpy_descr is not None else None
     CI.ChannelInfoStart(b)
+    CI.ChannelInfoAddSlotSize(b, info.slot_size)
     if descr is not None:
         CI.ChannelInfoAddNumpyDescr(b, descr)
-    CI.ChannelInfoAddSlotSize(b, info.slot_size)
     if meta is not None:
         CI.ChannelInfoAddMetadata(b, meta)
     if shape is not None:

@@ -344,7 +344,134 @@ def drop_channel(name: str) -> None:
     say("dropped")
 
 
+# ---- broadcast and state boards ----
+
+BCAST_HEADER = struct.Struct("<QI")  # position, crc32 of the body
+_BCAST_BASE = bytes(range(256)) * 5
+
+
+def bcast_message(pos: int, slot_size: int) -> bytes:
+    """Message ``pos`` of a broadcast stream: every byte follows from pos (so a torn or mixed
+    payload shows), 12 to ``slot_size`` bytes long."""
+    n = (pos * 37) % (min(slot_size, 1024) - BCAST_HEADER.size + 1)
+    body = _BCAST_BASE[pos % 256 : pos % 256 + n]
+    return BCAST_HEADER.pack(pos, zlib.crc32(body, pos & 0xFFFFFFFF)) + body
+
+
+def bcast_ok(data: bytes | memoryview, pos: int) -> bool:
+    """Whether ``data`` is exactly message ``pos``."""
+    if len(data) < BCAST_HEADER.size:
+        return False
+    got, crc = BCAST_HEADER.unpack_from(data)
+    body = bytes(data[BCAST_HEADER.size :])
+    return got == pos and crc == zlib.crc32(body, pos & 0xFFFFFFFF) and \
+        body == _BCAST_BASE[pos % 256 : pos % 256 + len(body)]
+
+
+def bcast_reader(name: str, start: str, delay_us: str, spin: str = "-1") -> None:
+    """Read a broadcast stream until the writer closes; check every message; report JSON.
+
+    Zero-copy reads: the bytes are checked in place, then the message must still be intact
+    (overwrite policy) before it counts as accepted. ``delay_us`` makes a slow reader."""
+    delay = int(delay_us) / 1e6
+    ch = shmchan.Broadcast.open(name)
+    r = ch.reader(start=start, spin=None if float(spin) < 0 else float(spin))
+    first = r.position
+    say("ready", first)
+    accepted = bad = lapped = gaps = 0
+    last = first - 1
+    lost_seen = 0
+    try:
+        while True:
+            try:
+                msg = r.recv(timeout=30)
+            except shmchan.ChannelEndedError:
+                break
+            ok = bcast_ok(msg.buffer, msg.seq)
+            lost_seen += msg.lost
+            if msg.seq != last + 1 + msg.lost:
+                gaps += 1
+            try:
+                msg.release()
+            except shmchan.LappedError:
+                lapped += 1  # overwritten while we looked: never counted as accepted
+            else:
+                if ok:
+                    accepted += 1
+                else:
+                    bad += 1  # intact by the sequence check yet wrong bytes: a real tear
+            last = msg.seq
+            if delay:
+                time.sleep(delay)
+        say(json.dumps({"accepted": accepted, "bad": bad, "lapped": lapped, "gaps": gaps, "first": first,
+                        "last": last, "lost": r.lost, "lost_seen": lost_seen}))
+    finally:
+        r.close()
+        ch.close()
+
+
+def state_value(n: int) -> tuple[int, int, list[int]]:
+    """Version-derived state value: every field follows from n, so a torn read shows."""
+    return n, (n * 2654435761) & 0xFFFFFFFF, [(n + i) * 3 for i in range(16)]
+
+
+STATE_DTYPE = np.dtype([("n", "<u8"), ("h", "<u4"), ("v", "<u8", (16,))])
+
+
+def state_writer(name: str, count: str, pace_us: str) -> None:
+    """Publish ``count`` values (value n at version n) on a state board, say "done", wait."""
+    st = shmchan.State.open(name)
+    w = st.writer()
+    say("ready")
+    pace = int(pace_us) / 1e6
+    for n in range(1, int(count) + 1):
+        assert w.write(state_value(n)) == n
+        if pace:
+            time.sleep(pace)
+    say("done")
+    wait_for_parent()
+    w.close()
+    st.close()
+
+
+def state_hammer(name: str, seconds: str) -> None:
+    """Read a state board as fast as possible for ``seconds``; check every value; report JSON."""
+    st = shmchan.State.open(name)
+    say("ready")
+    reads = torn = backwards = 0
+    versions = set()
+    prev = 0
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        value, version = st.read()
+        reads += 1
+        if version < prev:
+            backwards += 1
+        prev = version
+        if value is None:
+            continue
+        n, h, v = int(value["n"]), int(value["h"]), [int(x) for x in value["v"]]
+        if (n, h, v) != state_value(n) or n != version:
+            torn += 1
+        versions.add(version)
+    say(json.dumps({"reads": reads, "torn": torn, "backwards": backwards, "distinct": len(versions),
+                    "last": prev}))
+    st.close()
+
+
+def state_waiter(name: str, version: str) -> None:
+    """Wait for the board to change from ``version``; print the new version or the error's name."""
+    st = shmchan.State.open(name)
+    say("ready")
+    try:
+        say("changed", st.wait_for_change(int(version), timeout=30))
+    except shmchan.ShmchanError as exc:
+        say("error", type(exc).__name__)
+    st.close()
+
+
 MODES = {f.__name__: f for f in (
+    bcast_reader, state_writer, state_hammer, state_waiter,
     hold, try_attach, open_and_exit, fake_initialising, create_and_hold, send, reserve_partial, reader_hold,
     blocked_recv, signalled_recv, blocked_send, sigint_wait, small_producer, small_consumer, frame_producer,
     frame_consumer, leak_view, leak_opened_view, leak_channel, drop_channel,

@@ -384,9 +384,6 @@ def test_native_reader_refuses_a_board_of_another_dtype(unique_name: str, procs:
         assert rc == 3 and out.startswith("error incompatible"), out
 
 
-@pytest.mark.xfail(reason="shmchan.schema.encode_channel_info adds numpy_descr before slot_size; flatc's C++ "
-                          "CreateChannelInfo and Rust ChannelInfo::create add slot_size first, so the bytes differ "
-                          "(both decode the same)", strict=False)
 @pytest.mark.parametrize("lang", NATIVE)
 def test_state_board_descriptor_bytes_match_python(procs: list[Proc], unique_name: str, lang: str) -> None:
     """A board described the same way has the same ChannelInfo bytes in every language (as the

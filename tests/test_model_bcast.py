@@ -84,9 +84,9 @@ class BroadcastModel(RuleBasedStateMachine):
 
     def lap_check(self, m: _ReaderModel) -> int:
         """Overwrite: skip the model reader past positions the writer has rewritten, to the oldest
-        one it cannot be rewriting; return how many were skipped."""
+        one still in the ring; return how many were skipped."""
         if self.policy == "overwrite" and self.head - m.next > CAPACITY:
-            to = self.head - (CAPACITY - 1)
+            to = self.head - CAPACITY
             n = to - m.next
             fresh = set(m.held) - m.orphans
             m.orphans |= fresh
