@@ -59,7 +59,7 @@ class Broadcast(Channel):
     __slots__ = ()
 
     @classmethod
-    def create(  # type: ignore[override]
+    def create(
         cls,
         name: str | None = None,
         *,
@@ -99,6 +99,16 @@ class Broadcast(Channel):
                                     metadata=metadata, reclaim_stale=reclaim_stale,
                                     kind=lib.SHMCHAN_KIND_BROADCAST, max_readers=max_readers,
                                     policy=_POLICIES[policy])
+        return ch
+
+    @classmethod
+    def open(cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             timeout: float | None = 2.0, schema: _schema.SchemaSpec | None = None,
+             allow_foreign: bool = False) -> Broadcast:
+        """Open an existing broadcast channel (see :meth:`shmchan.Channel.open`); a channel of
+        another kind raises :class:`IncompatibleChannelError`."""
+        ch = super().open(name, path=path, timeout=timeout, schema=schema, allow_foreign=allow_foreign)
+        assert isinstance(ch, Broadcast)
         return ch
 
     def reader(self, *, start: str = "latest", spin: float | None = None) -> Reader:

@@ -208,6 +208,15 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
         return _executor
 
 
+def _wait_head(pos: int, tns: int) -> Callable[[Any], int]:
+    """The parked call of an asyncio wait: sleep until head leaves ``pos``, a wake-up, or ``tns``."""
+
+    def call(ptr: Any) -> int:
+        return int(lib.shmchan_wait_head(ptr, pos, tns))
+
+    return call
+
+
 async def _park(ch: Channel, call: Callable[[Any], int]) -> int:
     """Run a blocking C wait of ``ch`` on a helper thread, without blocking the event loop."""
     loop = asyncio.get_running_loop()
@@ -348,9 +357,10 @@ class Channel:
         """
         where, is_file = _target(name, path)
         size, cap, align, _total = check_geometry(slot_size, capacity, slot_align)
-        return cls._create(where, is_file, size, cap, align, msync=msync, mode=mode, persist=persist,
-                           descriptor=descriptor, schema=schema, dtype=dtype, shape=shape, metadata=metadata,
-                           reclaim_stale=reclaim_stale)
+        ch: Channel = cls._create(where, is_file, size, cap, align, msync=msync, mode=mode, persist=persist,
+                                  descriptor=descriptor, schema=schema, dtype=dtype, shape=shape, metadata=metadata,
+                                  reclaim_stale=reclaim_stale)
+        return ch
 
     @classmethod
     def _create(cls, where: str, is_file: bool, size: int, cap: int, align: int, *, msync: str, mode: int,
@@ -398,7 +408,7 @@ class Channel:
         timeout: float | None = 2.0,
         schema: _schema.SchemaSpec | None = None,
         allow_foreign: bool = False,
-    ) -> Any:
+    ) -> Channel:
         """Open an existing channel by ``name`` (or ``path``).
 
         ``Channel.open`` returns an instance of the class of the channel's kind (:class:`Channel`,
@@ -1252,7 +1262,7 @@ class Reader:
                 left = _PARK_NS
             pos = lib.shmchan_reader_position(self._ptr())
             slice_ns = min(left, _PARK_NS)
-            await _park(self._ch, lambda ptr: lib.shmchan_wait_head(ptr, pos, slice_ns))
+            await _park(self._ch, _wait_head(pos, slice_ns))
             try:
                 return self.recv(timeout=0)
             except E.ChannelEmptyError:

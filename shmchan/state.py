@@ -38,6 +38,7 @@ from .channel import (
     _park,
     _target,
     _timeout_ns,
+    _wait_head,
 )
 
 __all__ = ["State", "StateWriter"]
@@ -144,6 +145,16 @@ class State(Channel):
                                 kind=lib.SHMCHAN_KIND_STATE, numpy_descr=descr)
         return st
 
+    @classmethod
+    def open(cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None,
+             timeout: float | None = 2.0, schema: _schema.SchemaSpec | None = None,
+             allow_foreign: bool = False) -> State:
+        """Open an existing state board (see :meth:`shmchan.Channel.open`); a channel of another
+        kind raises :class:`IncompatibleChannelError`."""
+        st = super().open(name, path=path, timeout=timeout, schema=schema, allow_foreign=allow_foreign)
+        assert isinstance(st, State)
+        return st
+
     # ---- reading ----
 
     @property
@@ -231,7 +242,7 @@ class State(Channel):
                 if left <= 0:
                     self._wait_failed(_ETIMEDOUT)
             slice_ns = min(left, _PARK_NS)
-            await _park(self, lambda p: lib.shmchan_wait_head(p, version, slice_ns))
+            await _park(self, _wait_head(version, slice_ns))  # head is the version
 
     def _wait_failed(self, rc: int) -> None:
         where = self._where()

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import shmchan
+
 from peers import bcast_message, bcast_ok
 
 # ---- creating and opening ----
@@ -43,9 +44,9 @@ def test_open_returns_the_class_of_the_kind(unique_name: str) -> None:
 
 
 def test_broadcast_open_refuses_a_spsc_channel(unique_name: str) -> None:
-    with shmchan.Channel.create(unique_name, slot_size=64, capacity=4):
-        with pytest.raises(shmchan.IncompatibleChannelError, match="spsc"):
-            shmchan.Broadcast.open(unique_name)
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=4), \
+            pytest.raises(shmchan.IncompatibleChannelError, match="spsc"):
+        shmchan.Broadcast.open(unique_name)
 
 
 def test_channel_info_records_the_kind(unique_name: str) -> None:
@@ -328,8 +329,8 @@ def test_killed_reader_does_not_stall_the_writer(spawn, unique_name: str) -> Non
         t0 = time.monotonic()
         w.send(bcast_message(pos, 256), timeout=30)
         waited = time.monotonic() - t0
-        for pos in range(pos + 1, count):
-            w.send(bcast_message(pos, 256), timeout=30)
+        for later in range(pos + 1, count):
+            w.send(bcast_message(later, 256), timeout=30)
         assert waited < 5, f"the writer stayed blocked {waited:.2f} s behind a dead reader"
         w.close()
         for p in live:
