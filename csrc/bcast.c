@@ -484,9 +484,8 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	/* (C) acquire: pairs with (B) */
 	head = shmchan_load_acquire64(&h->head);
 	if (flags == SHMCHAN_START_OLDEST) {
-		/* overwrite: the slot of head - capacity may be being rewritten right now */
-		uint64_t keep = overwrite(ch) ? ch->g.capacity - 1 : ch->g.capacity;
-		start = head < keep ? 0 : head - keep;
+		/* overwrite: if the writer is rewriting that slot right now, take() skips it */
+		start = head < ch->g.capacity ? 0 : head - ch->g.capacity;
 	} else {
 		start = head ? head - 1 : 0;
 	}
@@ -669,11 +668,13 @@ int shmchan_bc_ensure(shmchan_reader *r, int64_t timeout_ns)
 	return accept(r, head);
 }
 
-/* Overwrite policy: the writer lapped us; skip to the oldest position it cannot be rewriting. */
+/* Overwrite policy: the writer lapped us; skip to the oldest position still in the ring. */
 static void skip_lapped(shmchan_reader *r, uint64_t *pending_lost)
 {
 	shmchan_channel *ch = r->ch;
-	uint64_t to = r->cached_head - (ch->g.capacity - 1), n;
+	/* the oldest position the ring may still hold; if the writer is rewriting it right now, the
+	   slot's sequence says so and take() skips one more */
+	uint64_t to = r->cached_head - ch->g.capacity, n;
 
 	if (to - r->read_pos >= (UINT64_C(1) << 63) || to == r->read_pos)
 		to = r->read_pos + 1; /* at least one: the slot we looked at holds something else */

@@ -772,7 +772,8 @@ int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, 
 	*len = n;
 	if (n > cap)
 		return -EMSGSIZE;
-	memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n);
+	if (n) /* buf may be NULL when cap is 0 */
+		memcpy(buf, ch->data + (uint64_t)s * ch->g.slot_stride, (size_t)n);
 	/* (K) acquire fence: the copy above completes before tail is read again (a seqlock re-check) */
 	shmchan_fence_acquire();
 	if (shmchan_check_truncated(ch))
