@@ -170,6 +170,8 @@ static int wait_for_readers(shmchan_writer *w, int64_t timeout_ns)
 		} while (now < spin_end);
 	}
 	bury_dead_blockers(w);
+	/* only a reader below this can free the slot we wait for: the others need not wake us */
+	shmchan_write_once64(&h->need, w->head - ch->g.capacity + 1);
 	for (;;) {
 		shmchan_write_once32(&h->writer_waiting, 1);
 		/* (R) full fence: the flag before the re-check; pairs with (W) in a reader's release */
@@ -826,7 +828,7 @@ int shmchan_bc_release(shmchan_reader *r, uint64_t pos)
 {
 	shmchan_channel *ch = r->ch;
 	struct shmchan_header *h = ch->hdr;
-	uint64_t n = 0;
+	uint64_t n = 0, old_tail;
 	int stale;
 
 	if (ch->poisoned || shmchan_check_truncated(ch))
@@ -837,6 +839,7 @@ int shmchan_bc_release(shmchan_reader *r, uint64_t pos)
 	if (orphan(r, pos))
 		return -ESTALE; /* skipped past already: nothing left to release */
 	r->released[pos & ch->g.mask] = 1;
+	old_tail = r->tail;
 	while (r->tail != r->read_pos && r->released[r->tail & ch->g.mask]) {
 		r->released[r->tail & ch->g.mask] = 0;
 		r->bytes += r->taken_len[r->tail & ch->g.mask];
@@ -851,9 +854,12 @@ int shmchan_bc_release(shmchan_reader *r, uint64_t pos)
 		shmchan_write_once64(&p->messages, r->messages);
 		shmchan_write_once64(&p->bytes, r->bytes);
 		if (!overwrite(ch)) {
-			/* (W) full fence: the cursor before the flag; pairs with (R) in wait_for_readers */
+			/* (W) full fence: the cursor before the flag and `need`; pairs with (R) in
+			   wait_for_readers (a writer whose scan missed our cursor stored both before its fence) */
 			shmchan_fence_seq_cst();
-			if (shmchan_read_once32(&h->writer_waiting)) {
+			if (shmchan_read_once32(&h->writer_waiting) &&
+			    shmchan_read_once64(&h->need) - old_tail - 1 < (UINT64_C(1) << 63)) {
+				/* we were below what the writer needs: our release may be the one it waits for */
 				shmchan_fetch_add32(&h->tail_wake, 1);
 				shmchan_futex_wake(&h->tail_wake);
 			}

@@ -22,7 +22,8 @@
  *   512  peers      attach state, pid and generation of writer and reader (written at attach/detach)
  *   640  kind       identity of broadcast channels (max_readers, policy, reader table offset);
  *                   zero for the other kinds
- *   768  floor      broadcast writer: the scan sequence and the protected floor position
+ *   768  floor      broadcast writer: the scan sequence, the protected floor position, and the
+ *                   position a waiting writer needs every reader to reach
  *   896  reserved   zero; later minor versions may define fields here
  *
  * Kinds (the `kind` field):
@@ -129,7 +130,8 @@ struct shmchan_header {
 	/* 768: broadcast writer's reader scan */
 	_Atomic uint64_t scan_seq; /* odd while the writer scans the reader places */
 	_Atomic uint64_t floor;    /* the writer never overwrites a position >= floor */
-	uint8_t pad6[128 - 16];
+	_Atomic uint64_t need;     /* while writer_waiting: it waits for every reader to reach this */
+	uint8_t pad6[128 - 24];
 
 	/* 896: reserved */
 	uint8_t reserved[SHMCHAN_CONTROL_SIZE - 896];
@@ -198,6 +200,7 @@ enum shmchan_offsets {
 	SHMCHAN_OFF_READERS_OFFSET = 648,
 	SHMCHAN_OFF_SCAN_SEQ = 768,
 	SHMCHAN_OFF_FLOOR = 776,
+	SHMCHAN_OFF_NEED = 784,
 	/* inside a reader place */
 	SHMCHAN_PLACE_STATE = 0,
 	SHMCHAN_PLACE_PID = 4,
@@ -250,6 +253,7 @@ SHMCHAN_CHECK_OFF(policy, SHMCHAN_OFF_POLICY);
 SHMCHAN_CHECK_OFF(readers_offset, SHMCHAN_OFF_READERS_OFFSET);
 SHMCHAN_CHECK_OFF(scan_seq, SHMCHAN_OFF_SCAN_SEQ);
 SHMCHAN_CHECK_OFF(floor, SHMCHAN_OFF_FLOOR);
+SHMCHAN_CHECK_OFF(need, SHMCHAN_OFF_NEED);
 _Static_assert(offsetof(struct shmchan_reader_place, cursor) == SHMCHAN_PLACE_CURSOR, "place cursor");
 _Static_assert(offsetof(struct shmchan_reader_place, lost) == SHMCHAN_PLACE_LOST, "place lost");
 _Static_assert(offsetof(struct shmchan_reader_place, empty) == SHMCHAN_PLACE_EMPTY, "place empty");
