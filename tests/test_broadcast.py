@@ -283,10 +283,11 @@ def test_block_stress_every_reader_gets_everything(spawn, unique_name: str, nrea
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("nreaders", [1, 4])
-def test_overwrite_stress_never_torn(spawn, unique_name: str, nreaders: int) -> None:
-    """1 -> N processes, overwrite policy, the writer never waits and some readers are slow: what a
-    reader accepts is always intact, and accepted + lapped + lost accounts for every position."""
+@pytest.mark.parametrize(("nreaders", "kill"), [(1, False), (4, False), (4, True)])
+def test_overwrite_stress_never_torn(spawn, unique_name: str, nreaders: int, kill: bool) -> None:
+    """1 -> N processes, overwrite policy, the writer never waits and some readers are slow (and one
+    is killed half-way): what a reader accepts is always intact, and accepted + lapped + lost
+    accounts for every position."""
     count = 60000
     with shmchan.Broadcast.create(unique_name, slot_size=1024, capacity=8, max_readers=4,
                                   policy="overwrite") as b:
@@ -294,7 +295,12 @@ def test_overwrite_stress_never_torn(spawn, unique_name: str, nreaders: int) -> 
         peers = _readers(spawn, unique_name, nreaders, [0, 50, 0, 200][:nreaders])
         for pos in range(count):
             w.send(bcast_message(pos, 1024), timeout=0)
+            if kill and pos == count // 2:
+                peers[2].kill(signal.SIGKILL)
         w.close()
+        if kill:
+            peers[2].proc.wait(timeout=10)
+            del peers[2]
         reports = [_report(p) for p in peers]
         for rep in reports:
             assert rep["bad"] == 0 and rep["gaps"] == 0
