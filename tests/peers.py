@@ -11,6 +11,7 @@ import json
 import signal
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -470,11 +471,91 @@ def state_waiter(name: str, version: str) -> None:
     st.close()
 
 
+# ---- for the operations commands (tests/test_cli.py) ----
+
+
+def _until_parent() -> threading.Event:
+    """An event set when the parent writes "exit" or closes our stdin (watched on a thread)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        wait_for_parent()
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
+
+
+def bcast_create(name: str, policy: str, max_readers: str, count: str) -> None:
+    """Create a broadcast channel (256-byte slots, capacity 8, no descriptor), attach its writer,
+    send ``count`` messages b"msg-<i>", say "ready", wait for the parent (the writer stays attached)."""
+    with shmchan.Broadcast.create(name, slot_size=256, capacity=8, max_readers=int(max_readers),
+                                  policy=policy) as ch, ch.writer() as w:
+        for i in range(int(count)):
+            w.send(b"msg-%d" % i, timeout=10)
+        say("ready")
+        wait_for_parent()
+
+
+def bcast_hold_reader(name: str, take: str) -> None:
+    """Attach a reader (from the oldest message) to a broadcast channel, receive ``take`` messages,
+    say "ready <position>", wait for the parent."""
+    with shmchan.Broadcast.open(name) as ch, ch.reader(start="oldest") as r:
+        for _ in range(int(take)):
+            r.recv_bytes(timeout=10)
+        say("ready", r.position)
+        wait_for_parent()
+
+
+def bcast_paced_writer(name: str, interval_us: str) -> None:
+    """Attach the writer of an existing broadcast channel, say "ready", send bcast_message(i) (what
+    bcast_reader checks) every ``interval_us`` until the parent says "exit"; then close the writer
+    (readers see the end) and say "done <messages sent>"."""
+    stop = _until_parent()
+    with shmchan.Broadcast.open(name) as ch:
+        w = ch.writer()
+        say("ready")
+        i = 0
+        while not stop.is_set():
+            w.send(bcast_message(i, ch.slot_size), timeout=10)
+            i += 1
+            time.sleep(int(interval_us) / 1e6)
+        w.close()
+        say("done", i)
+
+
+def state_create_hold(name: str, count: str) -> None:
+    """Create a state board of STATE_DTYPE, publish state_value(1..count), say "ready", wait for
+    the parent (the writer stays attached)."""
+    with shmchan.State.create(name, dtype=STATE_DTYPE) as st, st.writer() as w:
+        for n in range(1, int(count) + 1):
+            w.write(state_value(n))
+        say("ready")
+        wait_for_parent()
+
+
+def state_paced_writer(name: str, interval_us: str) -> None:
+    """Attach the writer of an existing STATE_DTYPE board, say "ready", publish state_value(n) at
+    version n every ``interval_us`` until the parent says "exit"."""
+    stop = _until_parent()
+    with shmchan.State.open(name) as st:
+        w = st.writer()
+        say("ready")
+        n = st.version
+        while not stop.is_set():
+            n += 1
+            w.write(state_value(n))
+            time.sleep(int(interval_us) / 1e6)
+        w.close()
+        say("done", n)
+
+
 MODES = {f.__name__: f for f in (
     bcast_reader, state_writer, state_hammer, state_waiter,
     hold, try_attach, open_and_exit, fake_initialising, create_and_hold, send, reserve_partial, reader_hold,
     blocked_recv, signalled_recv, blocked_send, sigint_wait, small_producer, small_consumer, frame_producer,
     frame_consumer, leak_view, leak_opened_view, leak_channel, drop_channel,
+    bcast_create, bcast_hold_reader, bcast_paced_writer, state_create_hold, state_paced_writer,
 )}
 
 if __name__ == "__main__":

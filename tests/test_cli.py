@@ -457,3 +457,449 @@ def test_gc_removes_a_stale_channel_and_never_a_live_one(procs: list[Proc], uniq
         out = shmchan_cli("gc", live)
         assert (out.returncode, out.stdout) == (0, "no stale channels\n")
         assert os.path.exists(shm_path(live))
+
+
+# ---------------------------------------------------------------------------------------------
+# broadcast channels and state boards
+# ---------------------------------------------------------------------------------------------
+
+STATE_DTYPE = np.dtype([("n", "<u8"), ("h", "<u4"), ("v", "<u8", (16,))])  # tests/peers.py's board
+
+
+def state_value(n: int) -> dict[str, Any]:
+    """tests/peers.py's value ``n`` as `stat --json` shows it."""
+    return {"n": n, "h": (n * 2654435761) & 0xFFFFFFFF, "v": [(n + i) * 3 for i in range(16)]}
+
+
+def row_of(name: str, text: str) -> str:
+    """The line of a human table that starts with ``name``."""
+    return next(line for line in text.splitlines() if line.startswith(name + " "))
+
+
+def is_stale_now(name: str) -> bool:
+    """What ls says about channel ``name`` being stale."""
+    return bool({r["name"]: r for r in ok_json("ls")}[name]["stale"])
+
+
+def wait_until(cond: Any, what: str, timeout: float = 20.0) -> None:
+    """Poll ``cond`` until it is true; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        time.sleep(0.01)
+
+
+def test_ls_and_stat_of_a_broadcast_channel_show_its_readers(spawn: Any, unique_name: str) -> None:
+    """A broadcast channel (no descriptor: the kind comes from the header) with a writer and two
+    reader processes: ls and stat report kind, policy, every reader place (pid, alive, position,
+    behind, messages), fill relative to the slowest reader; a killed reader shows as dead and
+    stops counting as the slowest; nothing is disturbed."""
+    w = spawn("bcast_create", unique_name, "block", 4, 5)
+    w.expect("ready")
+    fast = spawn("bcast_hold_reader", unique_name, 4)
+    slow = spawn("bcast_hold_reader", unique_name, 1)
+    assert fast.expect("ready").split()[1] == "4" and slow.expect("ready").split()[1] == "1"
+
+    d = ok_json("stat", unique_name)
+    assert (d["kind"], d["policy"], d["max_readers"], d["schema"]) == ("broadcast", "block", 4, None)
+    assert (d["head"], d["tail"], d["fill"], d["capacity"]) == (5, 1, 4, 8)
+    assert (d["readers_attached"], d["readers_alive"], d["readers_dead"]) == (2, 2, 0)
+    assert d["writer"] == {"state": "attached", "pid": w.pid, "alive": True}
+    assert "reader" not in d  # one reader is an SPSC notion
+    places = {p["pid"]: p for p in d["readers"]}
+    assert (places[fast.pid]["position"], places[fast.pid]["behind"], places[fast.pid]["messages"]) == (4, 1, 4)
+    assert (places[slow.pid]["position"], places[slow.pid]["behind"], places[slow.pid]["messages"]) == (1, 4, 1)
+    assert all(p["state"] == "attached" and p["alive"] and p["lost"] == 0 for p in d["readers"])
+    assert d["slowest_reader"] == places[slow.pid]["index"]
+    assert (d["messages_written"], d["messages_read"], d["lost"]) == (5, 5, 0)
+    assert (d["ring_first"], d["ring_end"]) == (0, 5)
+    assert {w.pid, fast.pid, slow.pid} <= set(d["open_by"]) and d["stale"] is False
+
+    text = shmchan_cli("stat", unique_name)
+    assert text.returncode == 0, text.stderr
+    for words in ("kind     broadcast, policy block", "max readers  4 (2 places free)", "reader places",
+                  "slowest  1 (reader", "fill     4/8 (50%) of the slowest live reader", "readers  2 alive"):
+        assert words in text.stdout, text.stdout
+    header = next(x for x in text.stdout.splitlines() if "PLACE" in x)
+    assert header.split() == ["PLACE", "PID", "STATE", "POSITION", "BEHIND", "MESSAGES", "BYTES", "LOST", "EMPTY",
+                              "WAITS"]
+    assert row_of(f"  {places[slow.pid]['index']}", text.stdout).split()[1:6] == [str(slow.pid), "alive", "1", "4",
+                                                                                 "1"]
+
+    row = {r["name"]: r for r in ok_json("ls")}[unique_name]
+    assert (row["kind"], row["fill"], row["readers_alive"], row["policy"]) == ("broadcast", 4, 2, "block")
+    line = row_of(unique_name, shmchan_cli("ls").stdout)
+    assert line.split()[1] == "broadcast" and "256 B x 8" in line and " 4/8 " in line and " 2 of 4 " in line
+
+    slow.kill()
+    slow.finish()
+    d = ok_json("stat", unique_name)
+    dead = next(p for p in d["readers"] if p["pid"] == slow.pid)
+    assert (dead["state"], dead["alive"], dead["position"]) == ("attached", False, 1)
+    assert (d["readers_alive"], d["readers_dead"], d["tail"], d["fill"]) == (1, 1, 4, 1)  # fast is the slowest now
+    assert " 1 of 4, 1 dead " in row_of(unique_name, shmchan_cli("ls").stdout)
+    text = shmchan_cli("stat", unique_name).stdout
+    assert "1 alive, 1 DEAD" in text and row_of(f"  {dead['index']}", text).split()[2] == "DEAD"
+
+    fast.send_line("exit")
+    assert fast.finish()[0] == 0
+    d = ok_json("stat", unique_name)
+    closed = next(p for p in d["readers"] if p["pid"] == fast.pid)
+    assert (closed["state"], closed["behind"], closed["messages"]) == ("closed", None, 4)  # its last counters
+    assert (d["readers_alive"], d["tail"], d["fill"], d["slowest_reader"]) == (0, 5, 0, None)
+    assert "no live reader" in shmchan_cli("stat", unique_name).stdout
+    w.send_line("exit")
+    assert w.finish()[0] == 0
+    assert not os.path.exists(shm_path(unique_name))
+
+
+def test_ls_and_stat_of_a_state_board_show_version_and_value(spawn: Any, unique_name: str) -> None:
+    """A state board made by another process, read by a third: ls shows kind, value size and
+    version (no slots or fill); stat shows version, dtype, the writer and the current value."""
+    w = spawn("state_create_hold", unique_name, 3)
+    w.expect("ready")
+    holder = spawn("open_and_exit", unique_name)  # a reader: it opens the board, attaches nothing
+    holder.expect("ready")
+
+    d = ok_json("stat", unique_name)
+    assert (d["kind"], d["version"], d["value_version"], d["max_size"]) == ("state", 3, 3, STATE_DTYPE.itemsize)
+    assert (d["value_size"], d["value"], d["value_truncated"]) == (STATE_DTYPE.itemsize, state_value(3), False)
+    assert d["dtype"] == str(STATE_DTYPE) and d["dtype_short"] == "record(3 fields, 140 B)"
+    assert d["writer"] == {"state": "attached", "pid": w.pid, "alive": True}
+    assert (d["messages_written"], d["bytes_written"]) == (3, 3 * STATE_DTYPE.itemsize)
+    for spsc_only in ("reader", "tail", "fill", "messages_read", "full_waits", "empty_waits"):
+        assert spsc_only not in d
+    assert d["schema"]["kind"] == "state" and "('n', '<u8')" in d["schema"]["numpy_descr"]
+    assert {w.pid, holder.pid} <= set(d["open_by"]) and d["stale"] is False
+
+    text = shmchan_cli("stat", unique_name)
+    assert text.returncode == 0, text.stderr
+    for words in ("kind     state", "version     3", "value size  140 B", f"writer   pid {w.pid}, attached, alive",
+                  "value (version 3)", f"n=3 h={state_value(3)['h']} v=[ 9, 12, 15, ..., 48, 51, 54]"):
+        assert words in text.stdout, text.stdout
+    for spsc_only in ("positions", "tail  ", "fill  ", "full waits"):
+        assert spsc_only not in text.stdout
+
+    row = {r["name"]: r for r in ok_json("ls")}[unique_name]
+    assert (row["kind"], row["version"], row["value"]) == ("state", 3, state_value(3))
+    cells = row_of(unique_name, shmchan_cli("ls").stdout).split()
+    assert cells[1:5] == ["state", "140", "B", "value"] and cells[7] == "v3"
+    assert cells[8:11] == [str(w.pid), "any", "record(3"]
+
+    for p in (holder, w):
+        p.send_line("exit")
+        assert p.finish()[0] == 0
+    assert not os.path.exists(shm_path(unique_name))
+
+
+def test_stat_of_a_state_board_abbreviates_a_large_value(unique_name: str) -> None:
+    """A numpy value of 1000 elements: --json carries its first 64 (and says so), the human report
+    one short line; before any publish there is no value."""
+    with shmchan.State.create(unique_name, dtype=np.dtype((np.float64, (1000,)))) as st:
+        d = ok_json("stat", unique_name)
+        assert (d["version"], d["value"], d["value_size"]) == (0, None, 8000)
+        assert "nothing published yet" in shmchan_cli("stat", unique_name).stdout
+        with st.writer() as w:
+            w.write(np.arange(1000.0))
+            d = ok_json("stat", unique_name)
+            assert d["value"] == [float(i) for i in range(64)] and d["value_truncated"] is True
+            value = next(x for x in shmchan_cli("stat", unique_name).stdout.split("value (version 1)\n")[1:])
+            assert value.splitlines()[0] == "  [  0.,   1.,   2., ..., 997., 998., 999.]"
+            cells = row_of(unique_name, shmchan_cli("ls").stdout).split()
+            assert cells[1:5] == ["state", "7.8", "KiB", "value"] and cells[7] == "v1" and cells[10] == "float64[1000]"
+
+
+@pytest.mark.parametrize("lang", ["c", "rust"])
+def test_stat_ls_tail_of_native_broadcast_and_state_peers(procs: list[Proc], unique_name: str, lang: str) -> None:
+    """The C++ and Rust peers' broadcast channel and state board (ChannelInfo of their kind, a
+    structured numpy value): stat, ls and tail read them like Python's."""
+    bcast, board = unique_name + "-b", unique_name + "-s"
+    exe = {p: BINARIES[lang] / f"shmchan-{p}" for p in ("bcast", "state")}
+    for path in exe.values():
+        if not path.exists():
+            why = f"the {lang} peer {path} is not built (see docs/interop.md)"
+            if os.environ.get("CI"):
+                pytest.fail(f"{why}; CI must build it")
+            pytest.skip(why)
+    b = start(procs, [str(exe["bcast"]), "writer", bcast, "--create", "--messages", "5", "--capacity", "8",
+                      "--max-readers", "3", "--policy", "overwrite", "--hold"])
+    b.expect("done messages=5")
+    s = start(procs, [str(exe["state"]), "writer", board, "--create", "--writes", "4", "--hold"])
+    s.expect("done writes=4")
+
+    d = ok_json("stat", bcast)
+    assert (d["kind"], d["policy"], d["max_readers"], d["head"], d["readers"]) == ("broadcast", "overwrite", 3, 5, [])
+    assert d["schema"]["kind"] == "broadcast" and d["schema"]["metadata"] == {"pattern": "interop-words"}
+    assert (d["writer"]["state"], d["writer"]["pid"]) == ("closed", b.p.pid) and "schema_error" not in d
+    msgs = [json.loads(x) for x in shmchan_cli("tail", bcast, "--json").stdout.splitlines()]
+    assert [m["pos"] for m in msgs] == list(range(d["ring_first"], 5))
+    for m in msgs:  # the interop pattern: word 0 is the position
+        assert int.from_bytes(bytes.fromhex(m["hex"])[:8], "little") == m["pos"]
+
+    d = ok_json("stat", board)
+    assert (d["kind"], d["version"], d["value_size"]) == ("state", 4, 256)
+    assert (d["value"]["seq"], d["value"]["neg"], d["value"]["half"], d["value"]["last"]) == (4, -4, 2.0, 1)
+    assert d["value"]["arr"][:2] == [(4 * 2654435761) % 2**32, (5 * 2654435761) % 2**32]
+    assert (d["writer"]["state"], d["writer"]["pid"]) == ("closed", s.p.pid)
+    (rec,) = [json.loads(x) for x in shmchan_cli("tail", board, "--json").stdout.splitlines()]
+    assert (rec["version"], rec["type"], rec["value"]["seq"]) == (4, "numpy", 4)
+
+    rows = {r["name"]: r for r in ok_json("ls")}
+    assert (rows[bcast]["kind"], rows[board]["kind"]) == ("broadcast", "state")
+    for p in (b, s):
+        p.send("exit")
+        assert p.finish()[0] == 0
+    assert not os.path.exists(shm_path(bcast)) and not os.path.exists(shm_path(board))
+
+
+def test_hz_of_a_broadcast_channel_reports_each_reader(spawn: Any, unique_name: str) -> None:
+    """A paced writer (at most 500 messages/s) and two readers, one slowed to at most 50/s on an
+    overwrite channel: hz reports the writer's rate, each reader's (the slow one loses messages),
+    and one line per reader in the human report."""
+    with shmchan.Broadcast.create(unique_name, slot_size=64, capacity=8, max_readers=4, policy="overwrite"):
+        fast = spawn("bcast_reader", unique_name, "latest", 0)
+        slow = spawn("bcast_reader", unique_name, "latest", 20000)
+        fast.expect("ready")
+        slow.expect("ready")
+        w = spawn("bcast_paced_writer", unique_name, 2000)
+        w.expect("ready")
+        rep = ok_json("hz", unique_name, "--once", "--interval", "0.5")
+        assert (rep["kind"], rep["policy"], rep["capacity"], rep["writer"]) == ("broadcast", "overwrite", 8, "attached")
+        assert 20 < rep["write_hz"] <= 520, rep
+        readers = {r["pid"]: r for r in rep["readers"]}
+        assert set(readers) == {fast.pid, slow.pid} and rep["readers_alive"] == 2
+        assert readers[fast.pid]["hz"] > 20 and readers[slow.pid]["hz"] <= 60, rep
+        assert readers[fast.pid]["hz"] > readers[slow.pid]["hz"]
+        assert readers[slow.pid]["lost"] > 0 and rep["lost"] >= readers[slow.pid]["lost"], rep
+        assert rep["messages_read"] == sum(r["messages"] for r in rep["readers"])
+
+        out = shmchan_cli("hz", unique_name, "--count", "2", "--interval", "0.3")
+        assert out.returncode == 0, out.stderr
+        title, header, *rest = out.stdout.splitlines()
+        assert title.startswith(f"{unique_name}: broadcast, rates every 0.3 s")
+        assert header.split()[:2] == ["MSG/S", "W"] and "LOST" in header and header.endswith("READERS")
+        rows = [x for x in rest if not x.startswith("  reader ")]
+        per_reader = [x for x in rest if x.startswith("  reader ")]
+        assert len(rows) == 2 and len(per_reader) == 4, out.stdout
+        assert all(float(row.split()[0]) > 0 for row in rows)
+        assert any(f"(pid {slow.pid})" in x for x in per_reader) and all("msg/s" in x for x in per_reader)
+
+        w.send_line("exit")
+        assert w.finish()[0] == 0
+        for r in (fast, slow):
+            rc, lines, err = r.finish()
+            assert rc == 0, err
+            report = json.loads(lines[-1])
+            assert report["bad"] == 0 and report["accepted"] > 0  # hz disturbed nobody
+
+
+def test_hz_of_a_state_board_reports_versions_per_second(spawn: Any, unique_name: str) -> None:
+    """A writer publishing at most 500 versions/s: hz reports versions/s and the version."""
+    with shmchan.State.create(unique_name, dtype=STATE_DTYPE) as st:
+        w = spawn("state_paced_writer", unique_name, 2000)
+        w.expect("ready")
+        rep = ok_json("hz", unique_name, "--once", "--interval", "0.5")
+        assert (rep["kind"], rep["writer"]) == ("state", "attached")
+        assert 20 < rep["versions_per_s"] <= 520, rep
+        assert rep["version"] >= rep["versions"] > 0
+        # counters read one after the other while the writer runs: they may differ by a publish
+        assert rep["avg_value_bytes"] == pytest.approx(STATE_DTYPE.itemsize, rel=0.05)
+        assert rep["bytes_per_s"] == pytest.approx(STATE_DTYPE.itemsize * rep["versions_per_s"], rel=0.05)
+
+        out = shmchan_cli("hz", unique_name, "--count", "2", "--interval", "0.3")
+        assert out.returncode == 0, out.stderr
+        title, header, *rows = out.stdout.splitlines()
+        assert title.startswith(f"{unique_name}: state, versions every 0.3 s")
+        assert header.split() == ["VERSIONS/S", "BYTES/S", "AVG", "VALUE", "VERSION", "WRITER"] and len(rows) == 2
+        assert all(float(row.split()[0]) > 0 for row in rows)
+        w.send_line("exit")
+        rc, lines, _ = w.finish()
+        assert rc == 0 and st.version == int(lines[-1].split()[1])
+
+
+def test_tail_of_a_broadcast_channel_shows_the_ring_without_taking(unique_name: str) -> None:
+    """tail shows the messages the ring still holds (the newest, read or not), --last N the newest
+    N; a reader's position is not touched."""
+    with shmchan.Broadcast.create(unique_name, slot_size=64, capacity=8, policy="overwrite") as ch, \
+            ch.writer() as w, shmchan.Broadcast.open(unique_name) as other, other.reader(start="oldest") as r:
+        for i in range(20):
+            w.send(b"msg-%d" % i)
+        _, first, end = ch.inspect(0)
+        msgs = [json.loads(x) for x in shmchan_cli("tail", unique_name, "--json").stdout.splitlines()]
+        assert [m["pos"] for m in msgs] == list(range(first, end)) and end == 20 and first >= 12
+        assert all(bytes.fromhex(m["hex"]) == b"msg-%d" % m["pos"] for m in msgs)
+        out = shmchan_cli("tail", unique_name, "--last", "3")
+        assert out.returncode == 0, out.stderr
+        assert [x.split()[0] for x in out.stdout.splitlines()] == ["#17", "#18", "#19"]
+        assert "|msg-19|" in out.stdout.splitlines()[-1]
+        assert shmchan_cli("tail", unique_name, "--new").stdout == ""
+        assert (r.position, ch.readers()[0].messages) == (0, 0)  # nothing taken
+        data = r.recv_bytes(timeout=1)  # lapped: it skips to what the ring still holds
+        assert data == b"msg-%d" % (r.position - 1) and r.lost > 0
+
+
+def test_tail_follow_of_a_broadcast_channel_accounts_for_every_message(procs: list[Proc], unique_name: str) -> None:
+    """tail --follow while a burst laps it: every position is printed (intact) or counted unseen."""
+    with shmchan.Broadcast.create(unique_name, slot_size=64, capacity=4, policy="overwrite") as ch, ch.writer() as w:
+        t = start(procs, [sys.executable, "-m", "shmchan.cli", "tail", unique_name, "--follow", "--timeout", "5",
+                          "--json"])
+        maps_channel(t.p.pid, unique_name)
+        w.send(b"msg-0")
+        assert json.loads(t.expect('{"pos": 0'))["hex"] == b"msg-0".hex()  # tail runs from position 0
+        for i in range(1, 300):
+            w.send(b"msg-%d" % i)
+        rc, out, err = t.finish()
+        assert rc == 0, err
+        recs = [json.loads(x) for x in out.splitlines()]
+        shown = [m for m in recs if "pos" in m]
+        unseen = sum(m["unseen"] for m in recs if "unseen" in m)
+        assert all(bytes.fromhex(m["hex"]) == b"msg-%d" % m["pos"] for m in shown)
+        assert [m["pos"] for m in shown] == sorted({m["pos"] for m in shown}) and shown[0]["pos"] > 0
+        assert 1 + len(shown) + unseen == 300 and shown[-1]["pos"] == 299
+        human = shmchan_cli("tail", unique_name, "--follow", "--timeout", "0.3", "--new")
+        assert (human.returncode, human.stdout) == (0, "")
+
+
+def test_tail_of_a_state_board_shows_the_value_and_follows_versions(procs: list[Proc], unique_name: str) -> None:
+    """tail prints the current value and version; --follow prints each new version, and says how
+    many were replaced before it could read them."""
+    with shmchan.State.create(unique_name, dtype=np.dtype((np.float32, (4,)))) as st, st.writer() as w:
+        assert shmchan_cli("tail", unique_name).stdout == ""  # nothing published yet
+        w.write([1, 2, 3, 4])
+        w.write([5, 6, 7, 8])
+        (rec,) = [json.loads(x) for x in shmchan_cli("tail", unique_name, "--json").stdout.splitlines()]
+        assert (rec["version"], rec["type"], rec["dtype"], rec["value"], rec["skipped"]) == \
+            (2, "numpy", "('<f4', (4,))", [5.0, 6.0, 7.0, 8.0], 0)
+        out = shmchan_cli("tail", unique_name)
+        assert out.stdout.split() == ["v2", "16", "B", "[5.,", "6.,", "7.,", "8.]"], out.stdout
+
+        t = start(procs, [sys.executable, "-m", "shmchan.cli", "tail", unique_name, "--follow", "--timeout", "20",
+                          "--count", "4", "--json"])
+        assert json.loads(t.expect("{"))["version"] == 2  # the current value first
+        for k in range(3):
+            w.write([k] * 4)
+            time.sleep(0.1)  # polled every 2 ms: it sees each one
+        rc, out, err = t.finish()
+        assert rc == 0, err
+        assert [(r["version"], r["value"][0], r["skipped"]) for r in map(json.loads, out.splitlines())] == \
+            [(3, 0.0, 0), (4, 1.0, 0), (5, 2.0, 0)]
+
+        t = start(procs, [sys.executable, "-m", "shmchan.cli", "tail", unique_name, "--follow", "--timeout", "5",
+                          "--json"])
+        assert json.loads(t.expect("{"))["version"] == 5
+        for k in range(1000):
+            w.write([k] * 4)
+        rc, out, err = t.finish()
+        assert rc == 0, err
+        recs = [json.loads(x) for x in out.splitlines()]
+        assert recs[-1]["version"] == 1005 and recs[-1]["value"] == [999.0] * 4
+        assert len(recs) + sum(r["skipped"] for r in recs) == 1000  # each version shown or counted skipped
+        assert [r["version"] for r in recs] == sorted({r["version"] for r in recs})
+
+        t0 = time.monotonic()
+        out = shmchan_cli("tail", unique_name, "--follow", "--new", "--timeout", "0.5")
+        assert (out.returncode, out.stdout) == (0, "") and time.monotonic() - t0 < 20
+
+
+def test_tail_without_follow_is_a_snapshot_of_a_busy_channel(spawn: Any, unique_name: str) -> None:
+    """Writers publishing as fast as they can: tail without --follow prints what the broadcast
+    ring (or the board) held when it looked, and exits."""
+    bname, sname = unique_name + "-b", unique_name + "-s"
+    with shmchan.Broadcast.create(bname, slot_size=64, capacity=8, policy="overwrite"), \
+            shmchan.State.create(sname, dtype=STATE_DTYPE) as st:
+        writers = [spawn("bcast_paced_writer", bname, 0), spawn("state_paced_writer", sname, 0)]
+        for w in writers:
+            w.expect("ready")
+        wait_until(lambda: st.version > 100, "no 100 versions published")
+        recs = [json.loads(x) for x in shmchan_cli("tail", bname, "--json").stdout.splitlines()]
+        positions = [m["pos"] for m in recs if "pos" in m]
+        assert 0 < len(positions) <= 8 and positions == sorted(set(positions))
+        assert len(positions) + sum(m["unseen"] for m in recs if "unseen" in m) <= 8
+        (rec,) = [json.loads(x) for x in shmchan_cli("tail", sname, "--json").stdout.splitlines()]
+        assert rec["value"] == state_value(rec["version"])  # never torn
+        for w in writers:
+            w.send_line("exit")
+            assert w.finish()[0] == 0
+
+
+def test_tail_of_a_frame_state_board_decodes_the_frame(unique_name: str) -> None:
+    """A board of Frame values: tail and stat decode the current frame."""
+    with shmchan.State.create(unique_name, schema="frame", max_size=S.frame_message_size(4, 2, "GRAY8")) as st, \
+            st.writer() as w:
+        S.send_frame(w, np.full((2, 4), 9, np.uint8), "GRAY8")
+        out = shmchan_cli("tail", unique_name)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("v1 ") and "Frame seq=0 4x2 GRAY8" in out.stdout and "min 9 max 9" in out.stdout
+        d = ok_json("stat", unique_name)
+        assert d["value_summary"]["type"] == "frame" and d["value_summary"]["width"] == 4
+        assert d["value"] is None and d["schema"]["payload"]["name"] == "shmchan.fb.Frame"
+        assert "Frame" in row_of(unique_name, shmchan_cli("ls").stdout)
+
+
+def test_rm_of_broadcast_and_state_channels(unique_name: str) -> None:
+    """rm removes a broadcast channel's and a state board's names; open handles keep working."""
+    bname, sname = unique_name + "-b", unique_name + "-s"
+    with shmchan.Broadcast.create(bname, slot_size=64, capacity=4) as b, b.writer() as w, \
+            shmchan.Broadcast.open(bname) as b2, b2.reader() as r, \
+            shmchan.State.create(sname, dtype=np.uint64) as st, st.writer() as sw:
+        assert ok_json("rm", bname, sname) == [{"name": bname, "removed": True, "open_by": [os.getpid()]},
+                                               {"name": sname, "removed": True, "open_by": [os.getpid()]}]
+        assert not os.path.exists(shm_path(bname)) and not os.path.exists(shm_path(sname))
+        w.send(b"still here")
+        assert r.recv_bytes(timeout=1) == b"still here"
+        sw.write(7)
+        assert st.read() == (7, 1)
+        assert "no channel named" in one_error_line(shmchan_cli("stat", bname), 1)
+
+
+@pytest.mark.parametrize("kind", ["broadcast", "state"])
+def test_gc_keeps_a_channel_whose_readers_live_on(spawn: Any, unique_name: str, kind: str) -> None:
+    """The creator (and writer) of a broadcast channel or state board is killed, a reader process
+    still has it open: it is not stale and gc leaves it; once the reader exits it is stale and gc
+    removes it."""
+    if kind == "broadcast":
+        creator = spawn("bcast_create", unique_name, "block", 4, 3)
+        creator.expect("ready")
+        reader = spawn("bcast_hold_reader", unique_name, 1)
+    else:
+        creator = spawn("state_create_hold", unique_name, 2)
+        creator.expect("ready")
+        reader = spawn("open_and_exit", unique_name)
+    reader.expect("ready")
+    creator.kill()
+    creator.finish()
+    time.sleep(0.2)  # a channel younger than 100 ms is never called stale
+
+    d = ok_json("stat", unique_name)
+    assert d["stale"] is False and d["creator_alive"] is False
+    assert d["writer"] == {"state": "attached", "pid": creator.pid, "alive": False}
+    assert " dead " in row_of(unique_name, shmchan_cli("ls").stdout)
+    if kind == "broadcast":
+        assert d["readers_alive"] == 1 and d["readers"][0]["pid"] == reader.pid
+    else:
+        assert d["value"] == state_value(2)  # a dead writer's value is still there
+    assert unique_name not in ok_json("gc", "--dry-run")["stale"]
+    assert ok_json("gc", unique_name) == {"dry_run": False, "removed": []}
+    assert os.path.exists(shm_path(unique_name))
+
+    reader.send_line("exit")
+    assert reader.finish()[0] == 0
+    wait_until(lambda: is_stale_now(unique_name), f"{unique_name} did not become stale")
+    assert ok_json("gc", "--dry-run", unique_name) == {"dry_run": True, "stale": [unique_name]}
+    out = shmchan_cli("gc", unique_name)
+    assert (out.returncode, out.stdout) == (0, f"removed stale channel {unique_name}\n")
+    assert not os.path.exists(shm_path(unique_name))
+
+
+def test_tail_usage_errors_of_the_new_options() -> None:
+    """--new and --last exclude each other; --last takes a count."""
+    assert "give --new or --last, not both" in one_error_line(shmchan_cli("tail", "x", "--new", "--last", "2"), 2)
+    assert "must not be negative" in one_error_line(shmchan_cli("tail", "x", "--last", "-1"), 2)
+
+
+@pytest.mark.parametrize("command", ["ls", "stat", "hz", "tail"])
+def test_help_describes_every_kind(command: str) -> None:
+    """The commands whose report depends on the kind say what they show for each."""
+    out = shmchan_cli(command, "--help").stdout
+    assert all(k in out for k in ("spsc", "broadcast", "state")), out
