@@ -911,7 +911,7 @@ int shmchan_bc_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t ca
 		want = pos;
 		s = (uint32_t)(pos & 1);
 	} else {
-		*first = head < ch->g.capacity - 1 ? 0 : head - (ch->g.capacity - 1);
+		*first = head < ch->g.capacity ? 0 : head - ch->g.capacity; /* as a lapped reader resumes */
 		*end = head;
 		want = pos + 1;
 		s = (uint32_t)(pos & ch->g.mask);

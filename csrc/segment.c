@@ -583,8 +583,10 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 	out->writer_alive = out->writer_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 1);
 	out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 0);
 	if (ch->g.kind == SHMCHAN_KIND_BROADCAST) {
-		/* readers live in their places: tail is the slowest attached reader's cursor, the rest sums */
+		/* readers live in their places: tail is the slowest live reader's cursor (a dead one holds
+		   nobody back), the counters sum over the places */
 		uint64_t lowest = out->head;
+		int any_alive = 0;
 		for (uint32_t i = 0; i < ch->g.max_readers; i++) {
 			const struct shmchan_reader_place *p = &ch->places[i];
 			uint32_t st = shmchan_read_once32(&p->state);
@@ -593,15 +595,20 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 			out->bytes_read += shmchan_read_once64(&p->bytes);
 			out->empty_waits += shmchan_read_once64(&p->empty);
 			if (st == SHMCHAN_PEER_ATTACHED) {
+				int alive = (ch->reader && ch->reader->place == p) ||
+					    shmchan_byte_locked(ch->fd, SHMCHAN_LOCK_READERS + (int)i) != 0;
 				out->reader_state = st;
-				if (!out->reader_pid)
+				if (!alive)
+					continue;
+				if (!any_alive)
 					out->reader_pid = shmchan_read_once32(&p->pid);
+				any_alive = 1;
 				if (out->head - c > out->head - lowest)
 					lowest = c;
 			}
 		}
 		out->tail = lowest;
-		out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED;
+		out->reader_alive = any_alive;
 	} else if (ch->g.kind == SHMCHAN_KIND_STATE) {
 		out->tail = out->head;
 	}

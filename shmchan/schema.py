@@ -614,6 +614,10 @@ def channel_info(ch: Channel) -> ChannelInfo | None:
     if not data:
         return None
     info = decode_channel_info(data)
+    kind = {1: "spsc", 2: "broadcast", 3: "state"}.get(int(ch._info["kind"]), "unknown")
+    if info.kind != kind:
+        raise E.CorruptChannelError(
+            f"channel {ch._where()!r}: its ChannelInfo says it is a {info.kind} channel, its header {kind}")
     if (info.slot_size, info.capacity, info.slot_align) != (ch.slot_size, ch.capacity, ch.slot_align):
         raise E.CorruptChannelError(
             f"channel {ch._where()!r}: its ChannelInfo says {info.capacity} slots of {info.slot_size} bytes "

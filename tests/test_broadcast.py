@@ -49,6 +49,17 @@ def test_broadcast_open_refuses_a_spsc_channel(unique_name: str) -> None:
         shmchan.Broadcast.open(unique_name)
 
 
+def test_descriptor_of_another_kind_is_refused(unique_name: str) -> None:
+    """A ChannelInfo that calls the channel another kind than its header does is corrupt."""
+    from shmchan import schema
+
+    info = schema.ChannelInfo("broadcast", 64, 4, 4096)
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=4,
+                                descriptor=schema.encode_channel_info(info)) as ch, \
+            pytest.raises(shmchan.CorruptChannelError, match="broadcast channel, its header spsc"):
+        _ = ch.info
+
+
 def test_channel_info_records_the_kind(unique_name: str) -> None:
     with shmchan.Broadcast.create(unique_name, slot_size=64, capacity=4, metadata={"cam": "front"}) as b:
         assert b.info is not None
@@ -344,3 +355,6 @@ def test_killed_reader_does_not_stall_the_writer(spawn, unique_name: str) -> Non
             assert (rep["accepted"], rep["bad"], rep["gaps"], rep["lost"]) == (count, 0, 0, 0)
         dead = [p for p in b.readers() if p.pid == doomed.pid]
         assert dead and not dead[0].alive
+        s = b.stats()
+        assert s.tail == s.head == count  # the dead reader's stuck position holds nobody back
+        assert not s.reader_alive  # the live ones closed; the dead one is not counted as alive
