@@ -44,6 +44,15 @@ static int lock_of_place(uint32_t i)
 	return SHMCHAN_LOCK_READERS + (int)i;
 }
 
+/* Whether the owner of place i holds its lock (or we cannot tell: never declare a live reader
+   dead). This handle's own reader counts as alive: F_OFD_GETLK does not report our own locks. */
+int shmchan_bc_place_alive(const shmchan_channel *ch, uint32_t i)
+{
+	if (ch->reader && ch->reader->place == &ch->places[i])
+		return 1;
+	return shmchan_byte_locked(ch->fd, lock_of_place(i)) != 0;
+}
+
 static int overwrite(const shmchan_channel *ch)
 {
 	return ch->g.policy == SHMCHAN_POLICY_OVERWRITE;
@@ -128,10 +137,8 @@ static void bury_dead_blockers(shmchan_writer *w)
 		c = shmchan_load_acquire64(&p->cursor);
 		if (w->dead_gen[i] == g1 + 1 || w->head - c < ch->g.capacity)
 			continue; /* not the one we wait for */
-		if (ch->reader && ch->reader->place == p)
-			continue; /* this handle's own reader: its lock is ours, which F_OFD_GETLK does not report */
-		if (shmchan_byte_locked(ch->fd, lock_of_place(i)) != 0)
-			continue; /* alive (or we cannot tell: never declare a live reader dead) */
+		if (shmchan_bc_place_alive(ch, i))
+			continue;
 		/* (L3) acquire: a joiner that took the place meanwhile changed the generation */
 		if (shmchan_load_acquire32(&p->state) == SHMCHAN_PEER_ATTACHED && shmchan_read_once64(&p->gen) == g1)
 			w->dead_gen[i] = g1 + 1;
@@ -247,7 +254,8 @@ static int publish(shmchan_writer *w, uint64_t nbytes, uint32_t s, uint64_t seq_
 	struct shmchan_header *h = ch->hdr;
 
 	shmchan_write_once64(&ch->meta[s].len, nbytes);
-	shmchan_sync_slot(ch, s, nbytes);
+	if (shmchan_syncs_commits(ch))
+		shmchan_sync_slot(ch, s, nbytes);
 	/* (M2) release: payload and length before the slot's sequence; pairs with (M4) */
 	shmchan_store_release64(&ch->meta[s].seq, seq_value);
 	w->head += 1;
@@ -259,6 +267,8 @@ static int publish(shmchan_writer *w, uint64_t nbytes, uint32_t s, uint64_t seq_
 	shmchan_write_once64(&h->w_bytes, w->bytes);
 	/* every sleeping reader must see it: one wake-up call for all of them */
 	shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, 1);
+	if (shmchan_syncs_commits(ch))
+		shmchan_sync_control(ch);
 	return shmchan_check_truncated(ch);
 }
 
@@ -350,59 +360,31 @@ int shmchan_state_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *l
 int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns, uint64_t *now_version)
 {
 	struct shmchan_header *h;
-	int64_t deadline;
-	int checked_alive = 0, rc;
-	uint32_t seq;
-	uint64_t v;
+	int rc;
 
 	if (!state_channel(ch) || !now_version)
 		return -EINVAL;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
 	h = ch->hdr;
-	deadline = shmchan_deadline(timeout_ns == 0 ? 0 : shmchan_now_ns(), timeout_ns);
-	shmchan_fetch_add32(&h->reader_waiting, 1);
-	for (;;) {
-		/* (R) full fence: the sleeper count before the re-check; pairs with (W) */
-		shmchan_fence_seq_cst();
-		/* (G) acquire: pairs with (F) */
-		seq = shmchan_load_acquire32(&h->head_wake);
-		/* (C) acquire: pairs with (B) */
-		v = shmchan_load_acquire64(&h->head);
-		if (v != version) {
-			*now_version = v;
-			rc = 0;
-			break;
-		}
-		if (!checked_alive) {
-			if (!shmchan_peer_alive(ch, 1)) {
-				rc = -SHMCHAN_EPEERDEAD;
-				break;
-			}
-			checked_alive = 1;
-		}
-		{
-			int64_t left = deadline - (timeout_ns == 0 ? 0 : shmchan_now_ns());
-			if (timeout_ns == 0 || left <= 0) {
-				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
-				break;
-			}
-			rc = shmchan_futex_wait(&h->head_wake, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
-		}
-		if (rc == -EINTR)
-			break;
-		if (rc == -ETIMEDOUT)
-			checked_alive = 0;
-		else if (rc != 0)
-			break;
+	{
+		/* no spinning; the writer closing ends nothing: a board waits for its next writer */
+		const struct shmchan_waiter wt = {ch, &h->head, version, &h->head_wake, &h->reader_waiting, 1, 1, 0,
+						  0, 0};
+		rc = shmchan_wait_change(&wt, timeout_ns, now_version);
 	}
-	shmchan_fetch_sub32(&h->reader_waiting, 1);
-	if (rc == 0)
-		rc = shmchan_check_truncated(ch);
-	return rc;
+	return rc ? rc : shmchan_check_truncated(ch);
 }
 
 /* ---- broadcast reader ---- */
+
+/* A reader's event for a sleeping writer: several readers bump the count, so add (a store of a
+   private copy could repeat the value the writer sleeps on). */
+static void wake_writer(struct shmchan_header *h)
+{
+	shmchan_fetch_add32(&h->tail_wake, 1);
+	shmchan_futex_wake(&h->tail_wake);
+}
 
 static void set_place_state(struct shmchan_reader_place *p, uint32_t v)
 {
@@ -411,9 +393,8 @@ static void set_place_state(struct shmchan_reader_place *p, uint32_t v)
 }
 
 /* Raises a joiner's start to the floor of every writer scan that may have missed its place. */
-static int settle_join(shmchan_reader *r, uint64_t *start)
+static void settle_join(shmchan_channel *ch, uint64_t *start)
 {
-	shmchan_channel *ch = r->ch;
 	struct shmchan_header *h = ch->hdr;
 	int64_t give_up = 0;
 
@@ -444,7 +425,6 @@ static int settle_join(shmchan_reader *r, uint64_t *start)
 		if (f - *start < (UINT64_C(1) << 63))
 			*start = f; /* the floor is ahead of where we meant to start */
 	}
-	return 0;
 }
 
 int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader **out)
@@ -468,21 +448,11 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	if (rc)
 		return rc == -EBUSY ? -SHMCHAN_ENOREADERS : rc;
 	p = &ch->places[i];
-	r = calloc(1, sizeof(*r));
-	if (r) {
-		r->released = calloc(ch->g.capacity, 1);
-		r->taken_len = calloc(ch->g.capacity, sizeof(uint64_t));
-	}
-	if (!r || !r->released || !r->taken_len) {
-		if (r) {
-			free(r->released);
-			free(r->taken_len);
-		}
-		free(r);
+	r = shmchan_reader_new(ch);
+	if (!r) {
 		shmchan_unlock_byte(ch->fd, lock_of_place(i));
 		return -ENOMEM;
 	}
-	r->ch = ch;
 	/* (C) acquire: pairs with (B) */
 	head = shmchan_load_acquire64(&h->head);
 	if (flags == SHMCHAN_START_OLDEST) {
@@ -503,7 +473,7 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	/* (J1) full fence: the place before scan_seq; pairs with (J2) */
 	shmchan_fence_seq_cst();
 	if (!overwrite(ch)) {
-		settle_join(r, &start);
+		settle_join(ch, &start);
 		/* (D2) release: pairs with (E2) */
 		shmchan_store_release64(&p->cursor, start);
 	}
@@ -513,9 +483,7 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 		/* a floor above head: the writer's fields are broken */
 		set_place_state(p, SHMCHAN_PEER_CLOSED);
 		shmchan_unlock_byte(ch->fd, lock_of_place(i));
-		free(r->released);
-		free(r->taken_len);
-		free(r);
+		shmchan_reader_free(r);
 		return shmchan_poison(ch, "corrupt floor %llu above head %llu", (unsigned long long)start,
 				      (unsigned long long)head);
 	}
@@ -523,8 +491,6 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	r->place_index = i;
 	r->tail = r->read_pos = start;
 	r->cached_head = start;
-	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
-	r->polite_ns = shmchan_polite_after_ns();
 	ch->reader = r;
 	*out = r;
 	return 0;
@@ -539,135 +505,9 @@ void shmchan_bc_reader_close(shmchan_reader *r)
 	shmchan_unlock_byte(ch->fd, lock_of_place(r->place_index));
 	/* (W) full fence: the state before the flag; pairs with (R) in wait_for_readers */
 	shmchan_fence_seq_cst();
-	if (shmchan_read_once32(&h->writer_waiting)) {
-		shmchan_fetch_add32(&h->tail_wake, 1);
-		shmchan_futex_wake(&h->tail_wake);
-	}
-	ch->reader = NULL;
-	free(r->released);
-	free(r->taken_len);
-	free(r);
-}
-
-/* Sleeps until head moves past read_pos (spinning first), like wait_change in ring.c but with a
-   count of sleepers, since many readers share head_wake. */
-static int reader_wait(shmchan_reader *r, int64_t timeout_ns, uint64_t *seen)
-{
-	shmchan_channel *ch = r->ch;
-	struct shmchan_header *h = ch->hdr;
-	const int64_t start = timeout_ns == 0 ? 0 : shmchan_now_ns();
-	const int64_t deadline = shmchan_deadline(start, timeout_ns);
-	int checked_alive = 0, rc;
-	uint32_t seq;
-	uint64_t v;
-
-	if (timeout_ns != 0 && r->spin_ns > 0) {
-		const int64_t spin = shmchan_deadline(start, r->spin_ns);
-		const int64_t spin_end = spin < deadline ? spin : deadline;
-		const int64_t polite = start + r->polite_ns;
-		int64_t now;
-		do {
-			for (int i = 0; i < 32; i++) {
-				/* (C) acquire: pairs with (B) */
-				v = shmchan_load_acquire64(&h->head);
-				if (v != r->read_pos) {
-					*seen = v;
-					return 0;
-				}
-				shmchan_cpu_relax();
-			}
-			now = shmchan_now_ns();
-			if (now >= polite)
-				sched_yield();
-		} while (now < spin_end);
-	}
-	shmchan_fetch_add32(&h->reader_waiting, 1);
-	for (;;) {
-		/* (R) full fence: the sleeper count before the re-check; pairs with (W) */
-		shmchan_fence_seq_cst();
-		/* (G) acquire: pairs with (F) */
-		seq = shmchan_load_acquire32(&h->head_wake);
-		/* (C) acquire: pairs with (B) */
-		v = shmchan_load_acquire64(&h->head);
-		if (v != r->read_pos) {
-			*seen = v;
-			rc = 0;
-			break;
-		}
-		/* (L1) acquire: a writer that closed has published everything it will; pairs with (L0) */
-		if (shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
-			rc = -SHMCHAN_EENDED;
-			break;
-		}
-		if (!checked_alive) {
-			if (!shmchan_peer_alive(ch, 1)) {
-				rc = -SHMCHAN_EPEERDEAD;
-				break;
-			}
-			checked_alive = 1;
-		}
-		{
-			int64_t left = deadline - (timeout_ns == 0 ? 0 : shmchan_now_ns());
-			if (timeout_ns == 0 || left <= 0) {
-				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
-				break;
-			}
-			rc = shmchan_futex_wait(&h->head_wake, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
-		}
-		if (rc == -EINTR)
-			break;
-		if (rc == -ETIMEDOUT)
-			checked_alive = 0;
-		else if (rc != 0)
-			break;
-	}
-	shmchan_fetch_sub32(&h->reader_waiting, 1);
-	return rc;
-}
-
-/* head is the writer's: it must not lie behind what we already took, nor (block) too far ahead. */
-static int accept(shmchan_reader *r, uint64_t head)
-{
-	shmchan_channel *ch = r->ch;
-
-	if (head - r->read_pos >= (UINT64_C(1) << 63) ||
-	    (!overwrite(ch) && head - r->tail > ch->g.capacity))
-		return shmchan_poison(ch, "corrupt head %llu for reader at %llu (capacity %u)", (unsigned long long)head,
-				      (unsigned long long)r->read_pos, ch->g.capacity);
-	r->cached_head = head;
-	return 0;
-}
-
-int shmchan_bc_ensure(shmchan_reader *r, int64_t timeout_ns)
-{
-	shmchan_channel *ch = r->ch;
-	const int continuing = r->continuing;
-	uint64_t head;
-	int rc;
-
-	r->continuing = 0;
-	if (ch->poisoned)
-		return -SHMCHAN_ECORRUPT;
-	if (r->read_pos != r->cached_head)
-		return 0;
-	/* (C) acquire: pairs with (B) */
-	head = shmchan_load_acquire64(&ch->hdr->head);
-	rc = shmchan_check_truncated(ch);
-	if (rc)
-		return rc;
-	if (head == r->read_pos) {
-		if (r->read_pos - r->tail == ch->g.capacity)
-			return -SHMCHAN_EPINNED;
-		if (!continuing)
-			shmchan_write_once64(&r->place->empty, ++r->empty);
-		rc = reader_wait(r, timeout_ns, &head);
-		if (rc)
-			return rc;
-		rc = shmchan_check_truncated(ch);
-		if (rc)
-			return rc;
-	}
-	return accept(r, head);
+	if (shmchan_read_once32(&h->writer_waiting))
+		wake_writer(h);
+	shmchan_reader_free(r);
 }
 
 /* Overwrite policy: the writer lapped us; skip to the oldest position still in the ring. */
@@ -722,7 +562,7 @@ static int take(shmchan_reader *r, struct shmchan_msg *msg, uint64_t *pending_lo
 			/* (C) acquire: pairs with (B) */
 			uint64_t head = shmchan_load_acquire64(&ch->hdr->head);
 			if (head != r->cached_head) {
-				int rc = accept(r, head);
+				int rc = shmchan_accept_head(r, head);
 				if (rc)
 					return rc;
 				skip_lapped(r, pending_lost);
@@ -762,7 +602,7 @@ static int pinned(shmchan_reader *r, int *rc)
 		return 0;
 	if (overwrite(ch)) {
 		/* (C) acquire: pairs with (B) */
-		*rc = accept(r, shmchan_load_acquire64(&ch->hdr->head));
+		*rc = shmchan_accept_head(r, shmchan_load_acquire64(&ch->hdr->head));
 		if (*rc == 0 && r->cached_head - r->read_pos > ch->g.capacity)
 			return 0; /* lapped: take() skips ahead and lets go of the held messages */
 	}
@@ -776,7 +616,7 @@ int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t 
 	int rc;
 
 	for (;;) {
-		rc = shmchan_bc_ensure(r, n ? 0 : timeout_ns);
+		rc = shmchan_ensure_available(r, n ? 0 : timeout_ns);
 		if (rc == -EAGAIN && n)
 			break;
 		if (rc)
@@ -796,7 +636,7 @@ int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t 
 			uint64_t head = shmchan_load_acquire64(&r->ch->hdr->head);
 			if (head == r->cached_head)
 				break;
-			rc = accept(r, head);
+			rc = shmchan_accept_head(r, head);
 			if (rc)
 				return rc;
 		}
@@ -858,11 +698,8 @@ int shmchan_bc_release(shmchan_reader *r, uint64_t pos)
 			   wait_for_readers (a writer whose scan missed our cursor stored both before its fence) */
 			shmchan_fence_seq_cst();
 			if (shmchan_read_once32(&h->writer_waiting) &&
-			    shmchan_read_once64(&h->need) - old_tail - 1 < (UINT64_C(1) << 63)) {
-				/* we were below what the writer needs: our release may be the one it waits for */
-				shmchan_fetch_add32(&h->tail_wake, 1);
-				shmchan_futex_wake(&h->tail_wake);
-			}
+			    shmchan_read_once64(&h->need) - old_tail - 1 < (UINT64_C(1) << 63))
+				wake_writer(h); /* we were below what it needs: ours may be the release it waits for */
 		}
 	}
 	if (stale == -ESTALE) {
@@ -957,8 +794,7 @@ int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *
 		o->lost = shmchan_read_once64(&p->lost);
 		o->empty_waits = shmchan_read_once64(&p->empty);
 		if (o->state == SHMCHAN_PEER_ATTACHED)
-			o->alive = (ch->reader && ch->reader->place == p) ||
-				   shmchan_byte_locked(ch->fd, lock_of_place(i)) != 0;
+			o->alive = shmchan_bc_place_alive(ch, i);
 	}
 	return (int)ch->g.max_readers;
 }

@@ -130,14 +130,34 @@ int shmchan_guard_tripped(int slot);
 /* -SHMCHAN_ECORRUPT (poisoning the handle) if a peer truncated the object under us, else 0. */
 int shmchan_check_truncated(shmchan_channel *ch);
 
-/* bcast.c and state.c: the BROADCAST and STATE kinds behind the public calls of ring.c */
+/* ring.c: waiting for a shared position to change (spin, then futex slices, checking the peer) */
+struct shmchan_waiter {
+	shmchan_channel *ch;
+	const _Atomic uint64_t *watched; /* head (readers, state waiters) or tail (SPSC writer) */
+	uint64_t stale;                  /* the value meaning "not yet" */
+	_Atomic uint32_t *wake_word;     /* the peer's event count */
+	_Atomic uint32_t *my_flag;       /* reader_waiting or writer_waiting */
+	int peer_is_writer;              /* whose liveness a sleeper checks */
+	int counted;       /* several sleepers share my_flag: it counts them (add, subtract) */
+	int ends_on_close; /* the writer closing ends the wait (-SHMCHAN_EENDED) */
+	int64_t spin_ns;
+	int64_t polite_ns;
+};
+int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen);
+/* ring.c, reader side, shared by both ring kinds */
+shmchan_reader *shmchan_reader_new(shmchan_channel *ch);
+void shmchan_reader_free(shmchan_reader *r);
+int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns);
+int shmchan_accept_head(shmchan_reader *r, uint64_t head);
+
+/* bcast.c: the BROADCAST and STATE kinds behind the public calls of ring.c */
 int shmchan_bc_writer_init(shmchan_writer *w);
 void shmchan_bc_writer_close(shmchan_writer *w);
 int shmchan_bc_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
 int shmchan_bc_commit(shmchan_writer *w, uint64_t nbytes);
 int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader **out);
 void shmchan_bc_reader_close(shmchan_reader *r);
-int shmchan_bc_ensure(shmchan_reader *r, int64_t timeout_ns);
+int shmchan_bc_place_alive(const shmchan_channel *ch, uint32_t i);
 int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
 int shmchan_bc_release(shmchan_reader *r, uint64_t pos);
 int shmchan_bc_check(shmchan_reader *r, uint64_t pos);
@@ -150,6 +170,14 @@ int shmchan_st_commit(shmchan_writer *w, uint64_t nbytes);
 int64_t shmchan_polite_after_ns(void);
 void shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all);
 void shmchan_sync_slot(shmchan_channel *ch, uint32_t s, uint64_t nbytes);
+void shmchan_sync_control(shmchan_channel *ch);
+/* Whether commits msync at all (file-backed channels with an "async" or "sync" policy): checked
+   inline so that the common case costs no call. */
+static inline int shmchan_syncs_commits(const shmchan_channel *ch)
+{
+	uint32_t policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
+	return policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC;
+}
 
 /* liveness.c */
 int shmchan_lock_byte(int fd, int offset, int exclusive);

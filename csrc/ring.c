@@ -39,24 +39,7 @@ int64_t shmchan_polite_after_ns(void)
 
 /* ---- waiting ---- */
 
-struct waiter {
-	shmchan_channel *ch;
-	const _Atomic uint64_t *watched; /* head (reader) or tail (writer) */
-	uint64_t stale;                  /* the value meaning "not yet": read_pos, or head - capacity */
-	_Atomic uint32_t *wake_word;     /* the peer's event count */
-	_Atomic uint32_t *my_flag;       /* reader_waiting or writer_waiting */
-	int peer_is_writer;
-	int64_t spin_ns;
-	int64_t polite_ns;
-};
-
-/*
- * Waits until *watched differs from stale. Spins for spin_ns first (a futex wake-up costs tens of
- * microseconds on a VM), then sleeps on the peer's event count in slices, checking after each
- * slice that the peer is still alive. Returns 0 and the new value in *seen, or -EAGAIN (timeout
- * 0), -ETIMEDOUT, -EINTR, -SHMCHAN_EPEERDEAD, -SHMCHAN_EENDED (reader: writer closed).
- */
-static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *seen)
+int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen)
 {
 	struct shmchan_header *h = wt->ch->hdr;
 	const int64_t start = timeout_ns == 0 ? 0 : shmchan_now_ns();
@@ -88,8 +71,11 @@ static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *se
 		} while (now < spin_end);
 	}
 
+	if (wt->counted)
+		shmchan_fetch_add32(wt->my_flag, 1);
 	for (;;) {
-		shmchan_write_once32(wt->my_flag, 1);
+		if (!wt->counted)
+			shmchan_write_once32(wt->my_flag, 1);
 		/* (R) full fence: flag store before the re-check below; pairs with (W) in commit/release */
 		shmchan_fence_seq_cst();
 		/* (G) acquire: a new event count implies the new position; pairs with (F) */
@@ -102,7 +88,7 @@ static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *se
 			break;
 		}
 		/* (L1) acquire: a writer that closed has published everything it will; pairs with (L0) */
-		if (wt->peer_is_writer && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
+		if (wt->ends_on_close && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
 			rc = -SHMCHAN_EENDED;
 			break;
 		}
@@ -129,7 +115,10 @@ static int wait_change(const struct waiter *wt, int64_t timeout_ns, uint64_t *se
 		else if (rc != 0)
 			break;
 	}
-	shmchan_write_once32(wt->my_flag, 0);
+	if (wt->counted)
+		shmchan_fetch_sub32(wt->my_flag, 1);
+	else
+		shmchan_write_once32(wt->my_flag, 0);
 	return rc;
 }
 
@@ -316,11 +305,11 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 		/* (E) acquire: the reader is done with the slot before we overwrite it; pairs with (D) */
 		tail = shmchan_load_acquire64(&h->tail);
 		if (w->head - tail >= ch->g.capacity) {
-			struct waiter wt = {ch, &h->tail, w->head - ch->g.capacity, &h->tail_wake, &h->writer_waiting, 0,
-					    w->spin_ns, w->polite_ns};
+			struct shmchan_waiter wt = {ch, &h->tail, w->head - ch->g.capacity, &h->tail_wake,
+						    &h->writer_waiting, 0, 0, 0, w->spin_ns, w->polite_ns};
 			if (!continuing)
 				shmchan_write_once64(&h->w_full, ++w->full);
-			rc = wait_change(&wt, timeout_ns, &tail);
+			rc = shmchan_wait_change(&wt, timeout_ns, &tail);
 			if (rc)
 				return rc;
 		}
@@ -348,21 +337,37 @@ static void sync_range(uint8_t *start, uint64_t len, int flags)
 	(void)msync((void *)a, (size_t)((uintptr_t)start + len - a), flags);
 }
 
-/* The msync policy after a commit to slot s: the payload first (before the position is published). */
-void shmchan_sync_slot(shmchan_channel *ch, uint32_t s, uint64_t nbytes)
+/* msync flags after each commit, or 0 when the policy says not to. */
+static int commit_sync_flags(const shmchan_channel *ch)
 {
 	uint32_t policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
 
-	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
-		sync_range(ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
-			   policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+	return policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : policy == SHMCHAN_MSYNC_ASYNC ? MS_ASYNC : 0;
+}
+
+/* The msync policy after a commit to slot s: the payload first (before the position is published). */
+void shmchan_sync_slot(shmchan_channel *ch, uint32_t s, uint64_t nbytes)
+{
+	int flags = commit_sync_flags(ch);
+
+	if (flags)
+		sync_range(ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1, flags);
+}
+
+/* ...and then the control block with the new position (and the page of the slot table after it). */
+void shmchan_sync_control(shmchan_channel *ch)
+{
+	int flags = commit_sync_flags(ch);
+
+	if (flags)
+		sync_range(ch->base, SHMCHAN_CONTROL_SIZE, flags);
 }
 
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 {
 	shmchan_channel *ch;
 	struct shmchan_header *h;
-	uint32_t s, policy;
+	uint32_t s;
 
 	if (!w)
 		return -EINVAL;
@@ -385,18 +390,16 @@ int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
 	shmchan_write_once64(&ch->lens[s], nbytes);
 	w->head += 1;
 	w->reserved = NO_RESERVATION;
-	policy = ch->g.flags & SHMCHAN_FLAG_MSYNC_MASK;
-	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
-		sync_range(ch->data + (uint64_t)s * ch->g.slot_stride, nbytes ? nbytes : 1,
-			   policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+	if (shmchan_syncs_commits(ch))
+		shmchan_sync_slot(ch, s, nbytes);
 	/* (B) release: payload and length before head; pairs with (C) */
 	shmchan_store_release64(&h->head, w->head);
 	shmchan_write_once64(&h->w_messages, ++w->messages);
 	w->bytes += nbytes;
 	shmchan_write_once64(&h->w_bytes, w->bytes);
 	notify(&h->head_wake, &w->wake_seq, &h->reader_waiting);
-	if (policy == SHMCHAN_MSYNC_ASYNC || policy == SHMCHAN_MSYNC_SYNC)
-		sync_range(ch->base, SHMCHAN_CONTROL_SIZE, policy == SHMCHAN_MSYNC_SYNC ? MS_SYNC : MS_ASYNC);
+	if (shmchan_syncs_commits(ch))
+		shmchan_sync_control(ch);
 	return shmchan_check_truncated(ch);
 }
 
@@ -451,29 +454,17 @@ int shmchan_reader_attach_ex(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	if (rc)
 		return rc;
 	h = ch->hdr;
-	r = calloc(1, sizeof(*r));
-	if (r) {
-		r->released = calloc(ch->g.capacity, 1);
-		r->taken_len = calloc(ch->g.capacity, sizeof(uint64_t));
-	}
-	if (!r || !r->released || !r->taken_len) {
-		if (r) {
-			free(r->released);
-			free(r->taken_len);
-		}
-		free(r);
+	r = shmchan_reader_new(ch);
+	if (!r) {
 		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_READER);
 		return -ENOMEM;
 	}
-	r->ch = ch;
 	r->tail = r->read_pos = tail;
 	r->cached_head = head;
 	r->messages = shmchan_read_once64(&h->r_messages);
 	r->bytes = shmchan_read_once64(&h->r_bytes);
 	r->empty = shmchan_read_once64(&h->r_empty);
 	r->wake_seq = shmchan_read_once32(&h->tail_wake);
-	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
-	r->polite_ns = shmchan_polite_after_ns();
 	finish_attach(ch, 0);
 	ch->reader = r;
 	*out = r;
@@ -491,7 +482,33 @@ void shmchan_reader_close(shmchan_reader *r)
 	/* Unreleased messages are not released: a new reader gets them again (at-least-once). */
 	set_state(&r->ch->hdr->reader_state, SHMCHAN_PEER_CLOSED);
 	shmchan_unlock_byte(r->ch->fd, SHMCHAN_LOCK_READER);
-	r->ch->reader = NULL;
+	shmchan_reader_free(r);
+}
+
+/* A reader handle with its per-slot bookkeeping and default waiting, not attached yet. */
+shmchan_reader *shmchan_reader_new(shmchan_channel *ch)
+{
+	shmchan_reader *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->ch = ch;
+	r->released = calloc(ch->g.capacity, 1);
+	r->taken_len = calloc(ch->g.capacity, sizeof(uint64_t));
+	r->spin_ns = SHMCHAN_DEFAULT_SPIN_NS;
+	r->polite_ns = shmchan_polite_after_ns();
+	if (!r->released || !r->taken_len) {
+		shmchan_reader_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+/* Frees a reader handle, detaching it from its channel handle. */
+void shmchan_reader_free(shmchan_reader *r)
+{
+	if (r->ch->reader == r)
+		r->ch->reader = NULL;
 	free(r->released);
 	free(r->taken_len);
 	free(r);
@@ -535,13 +552,16 @@ int shmchan_check(shmchan_reader *r, uint64_t pos)
 	return 0;
 }
 
-/* Makes sure at least one message is past read_pos, refreshing (and checking) head if needed. */
-/* head is the writer's: check that it lies in [read_pos, tail + capacity] before caching it. */
-static int accept_head(shmchan_reader *r, uint64_t head)
+/*
+ * head is the writer's: check it before caching it. It never lies behind what we took; and unless
+ * the writer may lap us (broadcast, overwrite policy), never more than capacity past our tail.
+ */
+int shmchan_accept_head(shmchan_reader *r, uint64_t head)
 {
 	shmchan_channel *ch = r->ch;
+	const int laps = ch->g.kind == SHMCHAN_KIND_BROADCAST && ch->g.policy == SHMCHAN_POLICY_OVERWRITE;
 
-	if (head - r->tail > ch->g.capacity || head - r->tail < r->read_pos - r->tail)
+	if (head - r->read_pos >= (UINT64_C(1) << 63) || (!laps && head - r->tail > ch->g.capacity))
 		return shmchan_poison(ch, "corrupt head %llu for tail %llu, read position %llu (capacity %u)",
 				      (unsigned long long)head, (unsigned long long)r->tail,
 				      (unsigned long long)r->read_pos, ch->g.capacity);
@@ -549,7 +569,8 @@ static int accept_head(shmchan_reader *r, uint64_t head)
 	return 0;
 }
 
-static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
+/* Makes sure at least one message is past read_pos, refreshing (and checking) head if needed. */
+int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns)
 {
 	shmchan_channel *ch = r->ch;
 	struct shmchan_header *h = ch->hdr;
@@ -568,20 +589,21 @@ static int ensure_available(shmchan_reader *r, int64_t timeout_ns)
 	if (rc)
 		return rc;
 	if (head == r->read_pos) {
+		/* broadcast readers share head_wake and count themselves in reader_waiting */
+		struct shmchan_waiter wt = {ch, &h->head, r->read_pos, &h->head_wake, &h->reader_waiting, 1,
+					    r->place != NULL, 1, r->spin_ns, r->polite_ns};
 		if (r->read_pos - r->tail == ch->g.capacity)
 			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
-		struct waiter wt = {ch, &h->head, r->read_pos, &h->head_wake, &h->reader_waiting, 1, r->spin_ns,
-				    r->polite_ns};
 		if (!continuing)
-			shmchan_write_once64(&h->r_empty, ++r->empty);
-		rc = wait_change(&wt, timeout_ns, &head);
+			shmchan_write_once64(r->place ? &r->place->empty : &h->r_empty, ++r->empty);
+		rc = shmchan_wait_change(&wt, timeout_ns, &head);
+		if (rc)
+			return rc;
+		rc = shmchan_check_truncated(ch);
 		if (rc)
 			return rc;
 	}
-	rc = shmchan_check_truncated(ch);
-	if (rc)
-		return rc;
-	return accept_head(r, head); /* head != read_pos here: a wait only ends on a change */
+	return shmchan_accept_head(r, head); /* head != read_pos here: a wait only ends on a change */
 }
 
 /* Takes the message at read_pos (known to be available) into *msg. */
@@ -617,7 +639,7 @@ int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
 		rc = shmchan_bc_peek_batch(r, msg, 1, timeout_ns);
 		return rc < 0 ? rc : 0;
 	}
-	rc = ensure_available(r, timeout_ns);
+	rc = shmchan_ensure_available(r, timeout_ns);
 	if (rc)
 		return rc;
 	return take(r, msg);
@@ -627,9 +649,7 @@ int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns)
 {
 	if (!r)
 		return -EINVAL;
-	if (r->place)
-		return shmchan_bc_ensure(r, timeout_ns);
-	return ensure_available(r, timeout_ns);
+	return shmchan_ensure_available(r, timeout_ns);
 }
 
 int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
@@ -641,7 +661,7 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 		return -EINVAL;
 	if (r->place)
 		return shmchan_bc_peek_batch(r, msgs, max, timeout_ns);
-	rc = ensure_available(r, timeout_ns);
+	rc = shmchan_ensure_available(r, timeout_ns);
 	if (rc)
 		return rc;
 	for (;;) {
@@ -657,7 +677,7 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 		uint64_t head = shmchan_load_acquire64(&r->ch->hdr->head);
 		if (head == r->cached_head)
 			break;
-		rc = accept_head(r, head);
+		rc = shmchan_accept_head(r, head);
 		if (rc)
 			return rc;
 	}

@@ -595,10 +595,8 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 			out->bytes_read += shmchan_read_once64(&p->bytes);
 			out->empty_waits += shmchan_read_once64(&p->empty);
 			if (st == SHMCHAN_PEER_ATTACHED) {
-				int alive = (ch->reader && ch->reader->place == p) ||
-					    shmchan_byte_locked(ch->fd, SHMCHAN_LOCK_READERS + (int)i) != 0;
 				out->reader_state = st;
-				if (!alive)
+				if (!shmchan_bc_place_alive(ch, i))
 					continue;
 				if (!any_alive)
 					out->reader_pid = shmchan_read_once32(&p->pid);

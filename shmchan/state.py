@@ -66,13 +66,14 @@ class State(Channel):
     """A state board. Make one with :meth:`create`, or :meth:`open` it; :meth:`read` the value,
     publish with ``state.writer().write(value)``."""
 
-    __slots__ = ("_dtype", "_lenp", "_payload", "_verp")
+    __slots__ = ("_bbuf", "_dtype", "_lenp", "_payload", "_verp")
 
     def __init__(self, ptr: Any, name: str | None, path: str | None, *, creator: bool, persist: bool) -> None:
         """Internal: use :meth:`create` or :meth:`open`."""
         super().__init__(ptr, name, path, creator=creator, persist=persist)
         self._lenp = ffi.new("uint64_t *")
         self._verp = ffi.new("uint64_t *")
+        self._bbuf: Any = None  # bytes boards: where read() copies to, made once
         self._dtype: np.dtype[Any] | None = None
         self._payload: _schema.PayloadSchema | None = None
         try:
@@ -187,8 +188,9 @@ class State(Channel):
             cap = dt.itemsize
         else:
             cap = self.slot_size
-            out = bytearray(cap)
-            buf = ffi.from_buffer(out, require_writable=True)
+            if self._bbuf is None:
+                self._bbuf = ffi.new("char[]", cap)
+            buf = self._bbuf
         rc = lib.shmchan_state_read(ptr, buf, cap, self._lenp, self._verp)
         if rc:
             if rc == _ENODATA:
@@ -198,7 +200,7 @@ class State(Channel):
                       else self._diag(rc))
         version = int(self._verp[0])
         if dt is None:
-            return bytes(memoryview(out)[: self._lenp[0]]), version
+            return ffi.buffer(buf, self._lenp[0])[:], version
         if self._lenp[0] != dt.itemsize:
             raise E.CorruptChannelError(f"state board {self._where()!r} holds a value of {self._lenp[0]} bytes; "
                                         f"its dtype {dt} has {dt.itemsize}")
