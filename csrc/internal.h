@@ -104,8 +104,8 @@ void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...) __attribute_
 int shmchan_poison(shmchan_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* validate.c */
-int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shmchan_geom *g);
-int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, uint64_t page,
+int shmchan_geometry(const struct shmchan_config *cfg, struct shmchan_geom *g);
+int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size,
 			    struct shmchan_geom *g, struct shmchan_diag *diag);
 
 /* wait.c */

@@ -270,5 +270,14 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the layout is little-
 #define SHMCHAN_MAX_TOTAL_SIZE (1ull << 46)
 #define SHMCHAN_MAX_DESCRIPTOR_SIZE (1u << 16)
 #define SHMCHAN_DESCRIPTOR_ALIGN 64u
+/*
+ * The slot area starts at a multiple of max(SHMCHAN_LAYOUT_PAGE, slot_align): a constant of the
+ * layout, not the machine's page size, so peers on machines with other page sizes compute the
+ * same data_offset.
+ */
+#define SHMCHAN_LAYOUT_PAGE 4096u
+/* slot_align 0 at create: slots under SHMCHAN_LAYOUT_PAGE bytes pack on cache lines, larger ones
+   start on a page (see shmchan_default_slot_align) */
+#define SHMCHAN_SMALL_SLOT_ALIGN 64u
 
 #endif

@@ -25,7 +25,7 @@ int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **ou
 	if (!out || !cfg)
 		return -EINVAL;
 	*out = NULL;
-	rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
+	rc = shmchan_geometry(cfg, &g);
 	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
 		rc = -EINVAL;
 	if (rc) {

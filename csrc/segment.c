@@ -190,7 +190,7 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 	struct shmchan_geom g;
 	int fd, rc;
 
-	rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
+	rc = shmchan_geometry(cfg, &g);
 	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
 		rc = -EINVAL;
 	if (rc) {
@@ -277,7 +277,6 @@ static int check_owner(const struct stat *st, uint32_t flags, struct shmchan_dia
 int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
 			   shmchan_channel **out, struct shmchan_diag *diag)
 {
-	const uint64_t page = shmchan_page_size();
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
 	struct shmchan_geom g;
 	struct stat st;
@@ -309,7 +308,7 @@ int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, 
 				shmchan_diagf(diag, "mmap of the header: %s", strerror(errno));
 				goto fail;
 			}
-			rc = shmchan_validate_header(ctl, (uint64_t)st.st_size, page, &g, diag);
+			rc = shmchan_validate_header(ctl, (uint64_t)st.st_size, &g, diag);
 			munmap(ctl, SHMCHAN_CONTROL_SIZE);
 			if (rc != -SHMCHAN_ENOTINIT)
 				break;

@@ -46,7 +46,12 @@ static int round_up(uint64_t v, uint64_t a, uint64_t *out)
 	return 0;
 }
 
-int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shmchan_geom *g)
+uint32_t shmchan_default_slot_align(uint64_t slot_size)
+{
+	return slot_size < SHMCHAN_LAYOUT_PAGE ? SHMCHAN_SMALL_SLOT_ALIGN : SHMCHAN_LAYOUT_PAGE;
+}
+
+int shmchan_geometry(const struct shmchan_config *cfg, struct shmchan_geom *g)
 {
 	uint64_t align, lens_bytes, end, data_align, slots, total;
 	uint32_t kind;
@@ -57,7 +62,7 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 		return -EINVAL;
 	if (!is_pow2_u64(cfg->capacity) || cfg->capacity > SHMCHAN_MAX_CAPACITY)
 		return -EINVAL;
-	align = cfg->slot_align ? cfg->slot_align : page;
+	align = cfg->slot_align ? cfg->slot_align : shmchan_default_slot_align(cfg->slot_size);
 	if (!is_pow2_u64(align) || align < SHMCHAN_MIN_SLOT_ALIGN || align > SHMCHAN_MAX_SLOT_ALIGN)
 		return -EINVAL;
 	if (cfg->msync_policy > SHMCHAN_MSYNC_EXPLICIT)
@@ -102,7 +107,7 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 		g->descriptor_size = cfg->descriptor_size;
 		end = g->descriptor_offset + g->descriptor_size;
 	}
-	data_align = align > page ? align : page;
+	data_align = align > SHMCHAN_LAYOUT_PAGE ? align : SHMCHAN_LAYOUT_PAGE;
 	if (round_up(end, data_align, &g->data_offset))
 		return -EOVERFLOW;
 	if (__builtin_mul_overflow((uint64_t)cfg->capacity, g->slot_stride, &slots))
@@ -130,15 +135,15 @@ int shmchan_geometry(const struct shmchan_config *cfg, uint64_t page, struct shm
 int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size)
 {
 	struct shmchan_geom g;
-	int rc = shmchan_geometry(cfg, shmchan_page_size(), &g);
+	int rc = shmchan_geometry(cfg, &g);
 
 	if (rc == 0 && total_size)
 		*total_size = g.total_size;
 	return rc;
 }
 
-int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, uint64_t page,
-			    struct shmchan_geom *g, struct shmchan_diag *diag)
+int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, struct shmchan_geom *g,
+			    struct shmchan_diag *diag)
 {
 	struct shmchan_config cfg;
 	struct shmchan_geom want;
@@ -202,7 +207,7 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size, 
 		shmchan_diagf(diag, "slot alignment is zero");
 		return -SHMCHAN_ECORRUPT;
 	}
-	rc = shmchan_geometry(&cfg, page, &want);
+	rc = shmchan_geometry(&cfg, &want);
 	if (rc) {
 		shmchan_diagf(diag,
 			      "impossible geometry: kind %u, slot_size %llu, capacity %u, alignment %u, "

@@ -120,6 +120,7 @@ typedef struct shmchan_writer shmchan_writer;
 typedef struct shmchan_reader shmchan_reader;
 
 int shmchan_validate_name(const char *name);
+uint32_t shmchan_default_slot_align(uint64_t slot_size);
 int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size);
 const char *shmchan_strerror(int err);
 const char *shmchan_version(void);

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mmap
 import operator
 import re
 
@@ -59,11 +58,12 @@ def check_geometry(slot_size: object, capacity: object, slot_align: object | Non
     """Validate a geometry; return ``(slot_size, capacity, slot_align, total_bytes)``."""
     size = _int(slot_size, "slot_size")
     cap = _int(capacity, "capacity")
-    align = mmap.PAGESIZE if slot_align is None else _int(slot_align, "slot_align")
     if size <= 0:
         raise ValueError(f"slot_size must be positive, got {size}")
     if size > MAX_SLOT_SIZE:
         raise ValueError(f"slot_size {size} exceeds the limit of {MAX_SLOT_SIZE} bytes (1 TiB)")
+    # default: a cache line for slots under 4 KiB (they pack densely), a page for larger ones
+    align = int(lib.shmchan_default_slot_align(size)) if slot_align is None else _int(slot_align, "slot_align")
     if cap <= 0 or not _pow2(cap):
         raise ValueError(f"capacity must be a positive power of two, got {cap}")
     if cap > MAX_CAPACITY:

@@ -337,7 +337,8 @@ class Channel:
         """Create a channel of ``capacity`` slots (a power of two) of ``slot_size`` bytes each.
 
         Give a ``name`` for a channel in shared memory (``/dev/shm/shmchan.<name>``) or a ``path``
-        for one kept in a regular file. ``slot_align`` (default: the page size) aligns every slot;
+        for one kept in a regular file. ``slot_align`` aligns every slot (default: 64 bytes for slots under
+        4 KiB, so small messages pack densely, else the page size);
         ``mode`` sets the permission bits exactly, whatever the umask. ``msync`` is the flush
         policy of file-backed channels: ``"none"``, ``"async"`` or ``"sync"`` after each commit, or
         ``"explicit"`` (only :meth:`flush`); it means nothing for shared memory, which has no
@@ -917,6 +918,13 @@ class Writer:
     def closed(self) -> bool:
         """Whether this writer (or its channel) was closed."""
         return self._w is None or self._ch._map.ptr is None
+
+    @property
+    def position(self) -> int:
+        """The stream position the next committed message gets (messages committed so far on
+        this channel, by every writer it had). Known to the writer: no system call."""
+        self._ptr()
+        return self._head
 
     def reserve(self, nbytes: int | None = None, timeout: float | None = None) -> Slot:
         """Reserve the next slot for a message of exactly ``nbytes`` (default: the slot size).

@@ -640,17 +640,29 @@ def test_channel_properties(unique_name: str) -> None:
             assert other.created == ch.created
 
 
-def test_default_slot_alignment_is_the_page_size(unique_name: str) -> None:
-    """Without slot_align, every slot starts on a page boundary."""
-    with shmchan.Channel.create(unique_name, slot_size=100, capacity=2) as ch:
-        assert ch.slot_align == os.sysconf("SC_PAGE_SIZE")
-        assert ch.slot_stride == os.sysconf("SC_PAGE_SIZE")
+@pytest.mark.parametrize(
+    ("slot_size", "align", "stride"),
+    [(1, 64, 64), (64, 64, 64), (100, 64, 128), (4095, 64, 4096), (4096, 4096, 4096), (5000, 4096, 8192)],
+)
+def test_default_slot_alignment_follows_the_slot_size(unique_name: str, slot_size: int, align: int,
+                                                      stride: int) -> None:
+    """Without slot_align, slots under 4 KiB start on a cache line (they pack densely) and larger
+    ones on a page; every slot's first byte really is aligned so."""
+    with shmchan.Channel.create(unique_name, slot_size=slot_size, capacity=4) as ch:
+        assert (ch.slot_align, ch.slot_stride) == (align, stride)
         w = ch.writer()
-        slot = w.reserve()
-        arr = slot.ndarray()
-        assert arr.ctypes.data % ch.slot_align == 0
-        del arr
-        slot.abort()
+        for _ in range(4):
+            with w.reserve(1) as slot:
+                assert np.frombuffer(slot.buffer, np.uint8).ctypes.data % align == 0
+
+
+def test_small_slots_take_little_memory(unique_name: str) -> None:
+    """1024 slots of 64 B take at most 1.25x their payload plus two pages (the header and the
+    length table), not a page each."""
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=1024) as ch:
+        payload = 64 * 1024
+        assert ch.nbytes <= 1.25 * payload + 2 * 4096, ch.nbytes
+        assert os.stat(f"/dev/shm/shmchan.{unique_name}").st_size == ch.nbytes
 
 
 # ---- lifetime ----

@@ -366,7 +366,7 @@ def test_spsc_header_relabelled_as_another_kind_is_corrupt(made, unique_name: st
         ("capacity", 2**31),
         ("slot_size", 0),
         ("slot_size", 2**63),
-        ("slot_stride", 64),
+        ("slot_stride", 128),
         ("slot_align", 0),
         ("slot_align", 3),
         ("data_offset", 0),

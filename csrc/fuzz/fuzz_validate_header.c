@@ -10,9 +10,10 @@
 #include "internal.h"
 
 /*
- * Input: [0,8) the object's size in bytes (u64 LE); [8] option bits: bits 0-1 choose the page size
- * (4, 16 or 64 KiB), bit 7 forces a valid magic and major version (so mutations reach the geometry
- * checks); [9,...) the header image, zero-padded to 1024 bytes.
+ * Input: [0,8) the object's size in bytes (u64 LE); [8] option bits: bit 7 forces a valid magic and
+ * major version (so mutations reach the geometry checks), bits 0-1 are unused (they chose a page
+ * size before the layout had its own, SHMCHAN_LAYOUT_PAGE); [9,...) the header image, zero-padded
+ * to 1024 bytes.
  *
  * Checks: only the four documented codes come back; a nonempty diagnostic; the same answer twice;
  * and when the header is accepted, a geometry in which every region lies inside the object and in
@@ -20,9 +21,7 @@
  * BROADCAST and STATE), a broadcast channel's reader places, the descriptor, then the slots.
  */
 
-static const uint64_t pages[4] = {4096, 16384, 65536, 4096};
-
-static void check_geometry(const struct shmchan_geom *g, uint64_t file_size, uint64_t page)
+static void check_geometry(const struct shmchan_geom *g, uint64_t file_size)
 {
 	uint64_t entry, tables_end, slots;
 
@@ -65,7 +64,7 @@ static void check_geometry(const struct shmchan_geom *g, uint64_t file_size, uin
 	} else {
 		FUZZ_CHECK(g->descriptor_offset == 0);
 	}
-	FUZZ_CHECK(g->data_offset % page == 0 && g->data_offset % g->slot_align == 0);
+	FUZZ_CHECK(g->data_offset % SHMCHAN_LAYOUT_PAGE == 0 && g->data_offset % g->slot_align == 0);
 	FUZZ_CHECK(!__builtin_mul_overflow((uint64_t)g->capacity, g->slot_stride, &slots));
 	FUZZ_CHECK(g->data_offset + slots == g->total_size);
 	FUZZ_CHECK(g->total_size <= file_size);
@@ -78,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct shmchan_header *h;
 	struct shmchan_geom g, g2;
 	struct shmchan_diag diag, diag2;
-	uint64_t file_size = 0, page;
+	uint64_t file_size = 0;
 	uint8_t opts = 0;
 	int rc, rc2;
 
@@ -86,7 +85,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&file_size, data, 8);
 	if (size >= 9)
 		opts = data[8];
-	page = pages[opts & 3];
 	/* a heap copy of exactly the header size: ASan sees any read past it */
 	h = calloc(1, sizeof(*h));
 	FUZZ_CHECK(h != NULL);
@@ -101,9 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&diag, 0x55, sizeof(diag));
 	memset(&g, 0xAA, sizeof(g));
-	rc = shmchan_validate_header(h, file_size, page, &g, &diag);
+	rc = shmchan_validate_header(h, file_size, &g, &diag);
 	if (rc == 0) {
-		check_geometry(&g, file_size, page);
+		check_geometry(&g, file_size);
 	} else {
 		FUZZ_CHECK_MSG(rc == -SHMCHAN_ENOTINIT || rc == -SHMCHAN_EBADMAGIC || rc == -SHMCHAN_EVERSION ||
 				       rc == -SHMCHAN_ECORRUPT,
@@ -112,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(diag.message[0] != 0);
 	}
 	/* no hidden state: the same bytes give the same answer */
-	rc2 = shmchan_validate_header(h, file_size, page, &g2, &diag2);
+	rc2 = shmchan_validate_header(h, file_size, &g2, &diag2);
 	FUZZ_CHECK(rc2 == rc);
 	if (rc == 0)
 		FUZZ_CHECK(memcmp(&g, &g2, sizeof(g)) == 0);

@@ -65,7 +65,7 @@ enum shmchan_msync_policy {
 struct shmchan_config {
 	uint64_t slot_size;    /* bytes per message, 1 .. 2^40 */
 	uint32_t capacity;     /* number of slots, a power of two, 1 .. 2^24 */
-	uint32_t slot_align;   /* slot alignment, a power of two 8 .. 2 MiB; 0 = the page size */
+	uint32_t slot_align;   /* slot alignment, a power of two 8 .. 2 MiB; 0 = shmchan_default_slot_align() */
 	uint32_t mode;         /* permission bits of the object; 0 = 0600 */
 	uint32_t msync_policy; /* enum shmchan_msync_policy; only meaningful for file-backed channels */
 	uint32_t descriptor_size; /* bytes of `descriptor`, 0 .. 64 KiB */
@@ -139,7 +139,10 @@ typedef struct shmchan_reader shmchan_reader;
 
 /* 0 if `name` is a valid channel name: 1-247 of [A-Za-z0-9_.-], not starting with '.' or '-'. */
 int shmchan_validate_name(const char *name);
-/* Computes the segment size for a geometry (with this machine's page size), checking every limit and
+/* The slot alignment a slot_align of 0 stands for: 64 (a cache line) for slots under 4096 bytes, so
+   small messages pack densely, else 4096 (a page). */
+uint32_t shmchan_default_slot_align(uint64_t slot_size);
+/* Computes the segment size for a geometry, checking every limit and
    overflow. Pure computation: no system call. */
 int shmchan_layout_size(const struct shmchan_config *cfg, uint64_t *total_size);
 const char *shmchan_strerror(int err);

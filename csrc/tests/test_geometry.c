@@ -24,9 +24,12 @@ static void layout_size_limits(void)
 {
 	const uint64_t T40 = 1ull << 40;
 	const struct geo_case cases[] = {
-		/* valid: data at round_up(1024 + 8 * capacity, page), slots of round_up(size, align) */
-		{64, 4, 0, 0, 0, 4096 + 4 * 4096},
-		{1, 1, 0, 0, 0, 4096 + 4096},
+		/* valid: data at round_up(1024 + 8 * capacity, max(4096, align)), slots of round_up(size, align);
+		   slot_align 0 means 64 under 4096 bytes, else 4096 */
+		{64, 4, 0, 0, 0, 4096 + 4 * 64},
+		{1, 1, 0, 0, 0, 4096 + 64},
+		{4095, 2, 0, 0, 0, 4096 + 2 * 4096},
+		{4096, 2, 0, 0, 0, 4096 + 2 * 4096},
 		{4097, 2, 0, 0, 0, 4096 + 2 * 8192},
 		{100, 8, 64, 0, 0, 4096 + 8 * 128},
 		{64, 8, 64, 0, 0, 4096 + 8 * 64},
@@ -189,12 +192,16 @@ static void expect_geometry(const char *tag, uint64_t slot_size, uint32_t capaci
 	shmchan_close(ch);
 }
 
-static void default_alignment_is_page(void)
+/* slot_align 0: small slots pack on cache lines, slots of a page or more start on a page */
+static void default_alignment_follows_slot_size(void)
 {
-	expect_geometry("page1", 100, 8, 0, 4096, 4096, 4096);
-	expect_geometry("page2", 4096, 4, 0, 4096, 4096, 4096);
-	expect_geometry("page3", 5000, 4, 0, 8192, 4096, 4096);
-	expect_geometry("page4", 1, 1024, 0, 4096, 4096, 4096); /* lens table (8 KiB) pushes data to 12 KiB */
+	expect_geometry("dflt1", 100, 8, 0, 128, 64, 4096);
+	expect_geometry("dflt2", 64, 1024, 0, 64, 64, 4096); /* lens table (8 KiB) pushes data to 12 KiB */
+	expect_geometry("dflt3", 4095, 4, 0, 4096, 64, 4096);
+	expect_geometry("dflt4", 4096, 4, 0, 4096, 4096, 4096);
+	expect_geometry("dflt5", 5000, 4, 0, 8192, 4096, 4096);
+	CHECK(shmchan_default_slot_align(1) == 64 && shmchan_default_slot_align(4095) == 64);
+	CHECK(shmchan_default_slot_align(4096) == 4096 && shmchan_default_slot_align(1ull << 40) == 4096);
 }
 
 static void explicit_small_alignment(void)
@@ -276,7 +283,7 @@ int main(void)
 	t_init();
 	fails += t_case("layout_size_limits", layout_size_limits, 10);
 	fails += t_case("create_refuses_bad_geometry", create_refuses_bad_geometry, 10);
-	fails += t_case("default_alignment_is_page", default_alignment_is_page, 10);
+	fails += t_case("default_alignment_follows_slot_size", default_alignment_follows_slot_size, 10);
 	fails += t_case("explicit_small_alignment", explicit_small_alignment, 10);
 	fails += t_case("large_alignment_offsets", large_alignment_offsets, 10);
 	fails += t_case("large_alignment_addresses", large_alignment_addresses, 10);
