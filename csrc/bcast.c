@@ -171,6 +171,8 @@ static int wait_for_readers(shmchan_writer *w, int64_t timeout_ns)
 			scan(w);
 			if (!full(w))
 				return 0;
+			if (shmchan_interrupted(ch) || shmchan_read_once32(&w->interrupted))
+				return -ECANCELED;
 			now = shmchan_now_ns();
 			if (now >= polite)
 				sched_yield();
@@ -193,6 +195,10 @@ static int wait_for_readers(shmchan_writer *w, int64_t timeout_ns)
 			int64_t left = deadline - now;
 			if (timeout_ns == 0 || left <= 0) {
 				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
+				break;
+			}
+			if (shmchan_interrupted(ch) || shmchan_read_once32(&w->interrupted)) {
+				rc = -ECANCELED;
 				break;
 			}
 			rc = shmchan_futex_wait(&h->tail_wake, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
@@ -229,6 +235,8 @@ int shmchan_bc_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, v
 	if (!overwrite(ch) && full(w)) {
 		scan(w);
 		if (full(w)) {
+			if (timeout_ns == SHMCHAN_TRY_NS)
+				return -EAGAIN;
 			if (!continuing)
 				shmchan_write_once64(&ch->hdr->w_full, ++w->full);
 			rc = wait_for_readers(w, timeout_ns);
@@ -370,7 +378,7 @@ int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns
 	{
 		/* no spinning; the writer closing ends nothing: a board waits for its next writer */
 		const struct shmchan_waiter wt = {ch, &h->head, version, &h->head_wake, &h->reader_waiting, 1, 1, 0,
-						  0, 0};
+						  0, 0, NULL};
 		rc = shmchan_wait_change(&wt, timeout_ns, now_version);
 	}
 	return rc ? rc : shmchan_check_truncated(ch);
@@ -404,6 +412,8 @@ static void settle_join(shmchan_channel *ch, uint64_t *start)
 		if (sseq & 1) {
 			/* a scan is running; it takes microseconds unless its writer died in it */
 			int64_t now = shmchan_now_ns();
+			if (shmchan_interrupted(ch))
+				break; /* the attach fails below (the handle is going away) */
 			if (give_up == 0)
 				give_up = now + JOIN_SPIN_NS;
 			else if (now > give_up) {
@@ -474,6 +484,12 @@ int shmchan_bc_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader
 	shmchan_fence_seq_cst();
 	if (!overwrite(ch)) {
 		settle_join(ch, &start);
+		if (shmchan_interrupted(ch)) {
+			set_place_state(p, SHMCHAN_PEER_CLOSED);
+			shmchan_unlock_byte(ch->fd, lock_of_place(i));
+			shmchan_reader_free(r);
+			return -ECANCELED;
+		}
 		/* (D2) release: pairs with (E2) */
 		shmchan_store_release64(&p->cursor, start);
 	}
@@ -616,7 +632,8 @@ int shmchan_bc_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t 
 	int rc;
 
 	for (;;) {
-		rc = shmchan_ensure_available(r, n ? 0 : timeout_ns);
+		/* after the first message, only what is there already (no wait, no count, no peer check) */
+		rc = shmchan_ensure_available(r, n ? SHMCHAN_TRY_NS : timeout_ns);
 		if (rc == -EAGAIN && n)
 			break;
 		if (rc)
@@ -799,16 +816,39 @@ int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *
 	return (int)ch->g.max_readers;
 }
 
-int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
+int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, int64_t timeout_ns)
 {
 	struct shmchan_header *h;
-	const int spsc = ch && ch->g.kind == SHMCHAN_KIND_SPSC;
+	int spsc;
 	uint32_t seq;
+	int64_t start, deadline;
 	int rc = 0;
 
-	if (!ch || timeout_ns < 0)
+	if (!ch)
 		return -EINVAL;
 	h = ch->hdr;
+	spsc = ch->g.kind == SHMCHAN_KIND_SPSC;
+	start = timeout_ns == 0 ? 0 : shmchan_now_ns();
+	deadline = shmchan_deadline(start, timeout_ns);
+	if (timeout_ns != 0 && spin_ns > 0) {
+		const int64_t spin = shmchan_deadline(start, spin_ns);
+		const int64_t spin_end = spin < deadline ? spin : deadline;
+		const int64_t polite = start + shmchan_channel_polite_ns(ch);
+		int64_t now;
+		do {
+			for (int i = 0; i < 32; i++) {
+				/* (C) acquire: pairs with (B) */
+				if (shmchan_load_acquire64(&h->head) != pos)
+					return 0;
+				shmchan_cpu_relax();
+			}
+			if (shmchan_interrupted(ch))
+				return -ECANCELED;
+			now = shmchan_now_ns();
+			if (now >= polite)
+				sched_yield();
+		} while (now < spin_end);
+	}
 	/* SPSC: the one reader's flag, as its own waits set it; the other kinds count their sleepers */
 	if (spsc)
 		shmchan_write_once32(&h->reader_waiting, 1);
@@ -818,18 +858,45 @@ int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
 	shmchan_fence_seq_cst();
 	/* (G) acquire: pairs with (F) */
 	seq = shmchan_load_acquire32(&h->head_wake);
-	/* (C) acquire: pairs with (B) */
-	if (shmchan_load_acquire64(&h->head) == pos && timeout_ns > 0)
-		rc = shmchan_futex_wait(&h->head_wake, seq, timeout_ns);
+	if (shmchan_interrupted(ch)) {
+		rc = -ECANCELED;
+	} else if (timeout_ns != 0) {
+		/* (C) acquire: pairs with (B) */
+		if (shmchan_load_acquire64(&h->head) == pos) {
+			int64_t left = timeout_ns < 0 ? -1 : deadline - shmchan_now_ns();
+			if (timeout_ns > 0 && left <= 0)
+				rc = -ETIMEDOUT;
+			else
+				rc = shmchan_futex_wait(&h->head_wake, seq, left);
+		}
+	}
 	if (spsc)
 		shmchan_write_once32(&h->reader_waiting, 0);
 	else
 		shmchan_fetch_sub32(&h->reader_waiting, 1);
-	return rc == -ETIMEDOUT || rc == -EINTR ? rc : 0;
+	return rc == -ETIMEDOUT || rc == -EINTR || rc == -ECANCELED ? rc : 0;
+}
+
+int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
+{
+	if (!ch || timeout_ns < 0)
+		return -EINVAL;
+	return shmchan_wait_head_spin(ch, pos, 0, timeout_ns);
 }
 
 void shmchan_wake_head(shmchan_channel *ch)
 {
 	if (ch)
 		shmchan_futex_wake_all(&ch->hdr->head_wake);
+}
+
+void shmchan_interrupt(shmchan_channel *ch)
+{
+	if (!ch)
+		return;
+	/* a flag of this process only: the waits of this handle look at it before each sleep and
+	   between spin rounds; the wake-ups below end the sleeps already under way */
+	shmchan_write_once32(&ch->interrupted, 1);
+	shmchan_futex_wake_all(&ch->hdr->head_wake);
+	shmchan_futex_wake_all(&ch->hdr->tail_wake);
 }

@@ -18,6 +18,11 @@
  */
 #define SHMCHAN_DEFAULT_SPIN_NS 100000
 #define SHMCHAN_SLICE_NS 100000000    /* 100 ms: how often a sleeper checks that its peer lives */
+/*
+ * The timeout of the try calls (shmchan_try_reserve, shmchan_try_peek_batch): no wait, no peer check,
+ * no statistics. Public calls turn every negative timeout into -1, so callers can never pass it.
+ */
+#define SHMCHAN_TRY_NS INT64_MIN
 
 /* Geometry read once from the header, validated, and then the only copy this process trusts. */
 struct shmchan_geom {
@@ -62,6 +67,9 @@ struct shmchan_channel {
 	uint8_t *data;
 	struct shmchan_geom g;
 	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or table full) */
+	int inherited;          /* a copy made by fork(): its descriptor is closed, its locks are the parent's */
+	_Atomic uint32_t interrupted; /* shmchan_interrupt: every wait on this handle ends with -ECANCELED */
+	_Atomic uint64_t polite_ns;   /* shmchan_polite_after_ns() + 1 once known (0: not looked up yet) */
 	shmchan_writer *writer; /* this handle's writer, if attached */
 	shmchan_reader *reader;
 	char diag[256];
@@ -77,6 +85,8 @@ struct shmchan_writer {
 	uint64_t messages, bytes, full, aborts;
 	uint32_t wake_seq; /* private copy of head_wake */
 	int continuing;    /* the next reserve continues a wait: do not count it again */
+	int ended;         /* shmchan_writer_end: the stream is over, the writer stays attached */
+	_Atomic uint32_t interrupted; /* shmchan_writer_interrupt: its waits end with -ECANCELED */
 	int64_t spin_ns;
 	int64_t polite_ns; /* spin this long before also yielding the CPU between polls */
 };
@@ -142,12 +152,20 @@ struct shmchan_waiter {
 	int ends_on_close; /* the writer closing ends the wait (-SHMCHAN_EENDED) */
 	int64_t spin_ns;
 	int64_t polite_ns;
+	const _Atomic uint32_t *cancel; /* a writer's own interrupt flag, or NULL */
 };
 int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen);
 /* ring.c, reader side, shared by both ring kinds */
 shmchan_reader *shmchan_reader_new(shmchan_channel *ch);
 void shmchan_reader_free(shmchan_reader *r);
 int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns);
+/* Whether shmchan_interrupt was called on the handle (a relaxed load: a flag of this process). */
+static inline int shmchan_interrupted(const shmchan_channel *ch)
+{
+	return shmchan_read_once32(&ch->interrupted) != 0;
+}
+/* shmchan_polite_after_ns() of this handle's process, looked up once (a system call). */
+int64_t shmchan_channel_polite_ns(shmchan_channel *ch);
 int shmchan_accept_head(shmchan_reader *r, uint64_t head);
 
 /* bcast.c: the BROADCAST and STATE kinds behind the public calls of ring.c */

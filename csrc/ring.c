@@ -39,6 +39,23 @@ int64_t shmchan_polite_after_ns(void)
 
 /* ---- waiting ---- */
 
+/* Whether shmchan_interrupt (the handle) or shmchan_writer_interrupt (the waiting writer) was called. */
+static int cancelled(const struct shmchan_waiter *wt)
+{
+	return shmchan_interrupted(wt->ch) || (wt->cancel && shmchan_read_once32(wt->cancel));
+}
+
+int64_t shmchan_channel_polite_ns(shmchan_channel *ch)
+{
+	uint64_t v = shmchan_read_once64(&ch->polite_ns);
+
+	if (v == 0) {
+		v = (uint64_t)shmchan_polite_after_ns() + 1;
+		shmchan_write_once64(&ch->polite_ns, v); /* any thread may look it up: all find the same */
+	}
+	return (int64_t)(v - 1);
+}
+
 int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen)
 {
 	struct shmchan_header *h = wt->ch->hdr;
@@ -65,6 +82,8 @@ int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uin
 				}
 				shmchan_cpu_relax();
 			}
+			if (cancelled(wt))
+				return -ECANCELED;
 			now = shmchan_now_ns();
 			if (now >= polite)
 				sched_yield();
@@ -104,6 +123,10 @@ int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uin
 			int64_t left = deadline - now;
 			if (timeout_ns == 0 || left <= 0) {
 				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
+				break;
+			}
+			if (cancelled(wt)) {
+				rc = -ECANCELED;
 				break;
 			}
 			rc = shmchan_futex_wait(wt->wake_word, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
@@ -247,11 +270,11 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	return 0;
 }
 
-void shmchan_writer_close(shmchan_writer *w)
+void shmchan_writer_end(shmchan_writer *w)
 {
 	struct shmchan_header *h;
 
-	if (!w)
+	if (!w || w->ended)
 		return;
 	h = w->ch->hdr;
 	if (w->reserved != NO_RESERVATION)
@@ -259,10 +282,31 @@ void shmchan_writer_close(shmchan_writer *w)
 	set_state(&h->writer_state, SHMCHAN_PEER_CLOSED);
 	/* wake readers asleep on an empty ring: they must learn that the stream ended */
 	shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, w->ch->g.kind != SHMCHAN_KIND_SPSC);
+	w->ended = 1;
+}
+
+void shmchan_writer_close(shmchan_writer *w)
+{
+	if (!w)
+		return;
+	shmchan_writer_end(w);
 	shmchan_unlock_byte(w->ch->fd, SHMCHAN_LOCK_WRITER);
 	w->ch->writer = NULL;
 	free(w->dead_gen);
 	free(w);
+}
+
+uint64_t shmchan_writer_position(const shmchan_writer *w)
+{
+	return w ? w->head : 0;
+}
+
+void shmchan_writer_interrupt(shmchan_writer *w)
+{
+	if (!w)
+		return;
+	shmchan_write_once32(&w->interrupted, 1);
+	shmchan_futex_wake_all(&w->ch->hdr->tail_wake); /* where a blocked reserve sleeps */
 }
 
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns)
@@ -277,7 +321,8 @@ void shmchan_writer_continue_wait(shmchan_writer *w)
 		w->continuing = 1;
 }
 
-int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
+/* shmchan_reserve, or shmchan_try_reserve with timeout_ns SHMCHAN_TRY_NS. */
+static int reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
 {
 	shmchan_channel *ch;
 	struct shmchan_header *h;
@@ -290,6 +335,8 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	ch = w->ch;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
+	if (w->ended)
+		return -EPIPE;
 	if (w->reserved != NO_RESERVATION)
 		return -EALREADY;
 	if (nbytes > ch->g.slot_size)
@@ -306,7 +353,9 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 		tail = shmchan_load_acquire64(&h->tail);
 		if (w->head - tail >= ch->g.capacity) {
 			struct shmchan_waiter wt = {ch, &h->tail, w->head - ch->g.capacity, &h->tail_wake,
-						    &h->writer_waiting, 0, 0, 0, w->spin_ns, w->polite_ns};
+						    &h->writer_waiting, 0, 0, 0, w->spin_ns, w->polite_ns, &w->interrupted};
+			if (timeout_ns == SHMCHAN_TRY_NS)
+				return -EAGAIN;
 			if (!continuing)
 				shmchan_write_once64(&h->w_full, ++w->full);
 			rc = shmchan_wait_change(&wt, timeout_ns, &tail);
@@ -328,6 +377,16 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	if (slot)
 		*slot = s;
 	return 0;
+}
+
+int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
+{
+	return reserve(w, nbytes, timeout_ns < 0 ? -1 : timeout_ns, data, slot);
+}
+
+int shmchan_try_reserve(shmchan_writer *w, uint64_t nbytes, void **data, uint32_t *slot)
+{
+	return reserve(w, nbytes, SHMCHAN_TRY_NS, data, slot);
 }
 
 static void sync_range(uint8_t *start, uint64_t len, int flags)
@@ -421,7 +480,7 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 
 	if (!data && nbytes)
 		return -EINVAL;
-	rc = shmchan_reserve(w, nbytes, timeout_ns, &dst, NULL);
+	rc = reserve(w, nbytes, timeout_ns < 0 ? -1 : timeout_ns, &dst, NULL);
 	if (rc)
 		return rc;
 	if (nbytes)
@@ -526,6 +585,12 @@ void shmchan_reader_continue_wait(shmchan_reader *r)
 		r->continuing = 1;
 }
 
+void shmchan_reader_count_empty(shmchan_reader *r)
+{
+	if (r)
+		shmchan_write_once64(r->place ? &r->place->empty : &r->ch->hdr->r_empty, ++r->empty);
+}
+
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r)
 {
 	return r ? r->read_pos - r->tail : 0;
@@ -591,9 +656,11 @@ int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns)
 	if (head == r->read_pos) {
 		/* broadcast readers share head_wake and count themselves in reader_waiting */
 		struct shmchan_waiter wt = {ch, &h->head, r->read_pos, &h->head_wake, &h->reader_waiting, 1,
-					    r->place != NULL, 1, r->spin_ns, r->polite_ns};
+					    r->place != NULL, 1, r->spin_ns, r->polite_ns, NULL};
 		if (r->read_pos - r->tail == ch->g.capacity)
 			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
+		if (timeout_ns == SHMCHAN_TRY_NS)
+			return -EAGAIN;
 		if (!continuing)
 			shmchan_write_once64(r->place ? &r->place->empty : &h->r_empty, ++r->empty);
 		rc = shmchan_wait_change(&wt, timeout_ns, &head);
@@ -635,6 +702,8 @@ int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
 
 	if (!r || !msg)
 		return -EINVAL;
+	if (timeout_ns < 0)
+		timeout_ns = -1;
 	if (r->place) {
 		rc = shmchan_bc_peek_batch(r, msg, 1, timeout_ns);
 		return rc < 0 ? rc : 0;
@@ -649,10 +718,11 @@ int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns)
 {
 	if (!r)
 		return -EINVAL;
-	return shmchan_ensure_available(r, timeout_ns);
+	return shmchan_ensure_available(r, timeout_ns < 0 ? -1 : timeout_ns);
 }
 
-int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
+/* shmchan_peek_batch, or shmchan_try_peek_batch with timeout_ns SHMCHAN_TRY_NS. */
+static int peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
 {
 	uint32_t n = 0;
 	int rc;
@@ -682,6 +752,16 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 			return rc;
 	}
 	return (int)n;
+}
+
+int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns)
+{
+	return peek_batch(r, msgs, max, timeout_ns < 0 ? -1 : timeout_ns);
+}
+
+int shmchan_try_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max)
+{
+	return peek_batch(r, msgs, max, SHMCHAN_TRY_NS);
 }
 
 int shmchan_release(shmchan_reader *r, uint64_t pos)
@@ -726,6 +806,8 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 
 	if (!r || (!buf && cap) || !len)
 		return -EINVAL;
+	if (timeout_ns < 0)
+		timeout_ns = -1;
 	if (r->place)
 		return shmchan_bc_recv(r, buf, cap, len, timeout_ns);
 	rc = shmchan_peek(r, timeout_ns, &m);

@@ -421,15 +421,37 @@ void shmchan_close(shmchan_channel *ch)
 {
 	if (!ch)
 		return;
-	if (ch->writer)
-		shmchan_writer_close(ch->writer);
-	if (ch->reader)
-		shmchan_reader_close(ch->reader);
+	if (ch->inherited) {
+		/* the parent's locks and states: leave them alone, free only our copies */
+		if (ch->writer) {
+			free(ch->writer->dead_gen);
+			free(ch->writer);
+		}
+		if (ch->reader)
+			shmchan_reader_free(ch->reader);
+	} else {
+		if (ch->writer)
+			shmchan_writer_close(ch->writer);
+		if (ch->reader)
+			shmchan_reader_close(ch->reader);
+		close(ch->fd); /* drops this handle's OFD locks */
+	}
 	shmchan_guard_unregister(ch->guard);
 	munmap(ch->base, (size_t)ch->g.total_size);
-	close(ch->fd); /* drops this handle's OFD locks */
 	free(ch->name);
 	free(ch);
+}
+
+void shmchan_forget_inherited(shmchan_channel *ch)
+{
+	if (!ch || ch->inherited)
+		return;
+	ch->inherited = 1;
+	/* The descriptor is a copy of the parent's: closing it leaves the parent's OFD locks (on the
+	   same open file description) in place, while keeping it would keep them alive after the
+	   parent is gone. Unlocking would release the parent's: never here. */
+	close(ch->fd);
+	ch->fd = -1;
 }
 
 int shmchan_channel_unlink(shmchan_channel *ch)
