@@ -848,6 +848,8 @@ int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, i
 			if (now >= polite)
 				sched_yield();
 		} while (now < spin_end);
+		if (timeout_ns > 0 && now >= deadline)
+			return -ETIMEDOUT; /* spun for the whole timeout: no sleep, no flag */
 	}
 	/* SPSC: the one reader's flag, as its own waits set it; the other kinds count their sleepers */
 	if (spsc)

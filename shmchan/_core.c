@@ -47,6 +47,12 @@
 #define BIG_COPY ((uint64_t)1 << 20)   /* copies at least this large run without the GIL */
 #define SPIN_FOREVER (INT64_C(1) << 62)
 #define SPIN_DEFAULT INT64_C(100000)   /* the core's default spin, 100 us */
+/*
+ * A waiting reader first spins this long holding the GIL: an answer that comes within it costs no
+ * GIL hand-over (about 0.1 us each way), and 20 us is far below the interpreter's own switch
+ * interval (5 ms), so other threads hardly notice. Then it lets the GIL go and waits on.
+ */
+#define GIL_SPIN_NS INT64_C(20000)
 #define FREELIST_MAX 64
 
 static const struct shmchan_capi *C; /* the core, once shmchan._binding has called _bind() */
@@ -242,6 +248,21 @@ typedef struct SlotObject SlotObject;
 typedef struct MessageObject MessageObject;
 typedef struct TokenObject TokenObject;
 
+/*
+ * The views of one end (reader or writer). A token is the exporter of a message's (or slot's)
+ * memory; it lives exactly as long as some view of it does. To save allocating a token and a
+ * memoryview per message, each slot keeps the last memoryview made for it in `cache` and reuses it
+ * for the next message in that slot once nothing outside the cache refers to it. A token that is
+ * not in the cache lives only through views: it is "pinned" (counted in pins[slot] and live).
+ */
+typedef struct {
+	PyObject **cache; /* per slot: a memoryview kept for reuse, or NULL (no cache: NULL array) */
+	uint32_t *pins;   /* per slot: pinned tokens */
+	Py_ssize_t live;  /* pinned tokens in all */
+	uint32_t capacity;
+	int readonly;
+} ViewSet;
+
 struct MappingObject {
 	PyObject_HEAD
 	shmchan_channel *ch;   /* NULL once freed */
@@ -263,8 +284,7 @@ struct WriterObject {
 	PyObject *channel; /* the Python handle it was attached through (for .channel) */
 	shmchan_writer *w; /* NULL once detached */
 	SlotObject *open;  /* borrowed: the open reservation */
-	uint32_t *slot_views; /* per slot: live tokens of slots written there (made on first use) */
-	Py_ssize_t live;      /* live tokens of this writer's slots */
+	ViewSet vs;
 	int closed;
 	int holder;        /* a thread is inside a blocking call on this writer, GIL released */
 	PyThread_type_lock turn; /* owned by the thread making a blocking call */
@@ -278,7 +298,7 @@ struct SlotObject {
 	uint64_t nbytes, pos;
 	uint32_t index;
 	int open;
-	TokenObject *token; /* borrowed */
+	TokenObject *token; /* borrowed: the token of this slot's views */
 };
 
 struct ReaderObject {
@@ -287,7 +307,7 @@ struct ReaderObject {
 	PyObject *channel;
 	shmchan_reader *r;
 	int64_t spin_ns;
-	Py_ssize_t live;        /* live tokens of this reader's messages */
+	ViewSet vs;
 	int closed;
 	MessageObject *last;    /* borrowed: the message iteration handed out last */
 	struct shmchan_msg *batch;
@@ -297,7 +317,7 @@ struct ReaderObject {
 	PyObject *weakreflist;
 };
 
-enum { MSG_HELD = 0, MSG_PENDING = 1, MSG_DONE = 2 };
+enum { MSG_HELD = 0, MSG_DONE = 2 };
 
 struct MessageObject {
 	PyObject_HEAD
@@ -307,17 +327,24 @@ struct MessageObject {
 	uint32_t slot, lost;
 	int state;
 	int from_iter;
-	TokenObject *token; /* borrowed */
+	TokenObject *token; /* borrowed: the token of this message's views */
 };
 
 /* The object every view of one message (or slot) is made from: memoryviews hold it as their
    exporter and numpy arrays as their base, so it lives exactly as long as some view does. */
 struct TokenObject {
 	PyObject_HEAD
-	PyObject *owner; /* MessageObject or SlotObject */
+	PyObject *end;          /* the Reader or Writer (strong): no view outlives the mapping */
+	ViewSet *vs;            /* the end's views */
+	TokenObject **holder;   /* the `token` field of the Message or Slot it serves now, or NULL */
+	PyObject *mv;           /* borrowed: its memoryview while that is in the cache */
 	char *data;
 	Py_ssize_t len;
+	uint64_t pos;           /* the message it shows */
+	uint32_t index;         /* its slot */
 	int readonly;
+	int pinned;             /* counted in vs->pins / vs->live */
+	int pending;            /* release `pos` when it dies (its message was released while viewed) */
 };
 
 static PyTypeObject MappingType, WriterType, ReaderType, SlotType, MessageType, TokenType;
@@ -685,49 +712,257 @@ static PyGetSetDef mapping_getset[] = {
 /* ---------------------------------------------------------------------------------------------- */
 /* tokens and views */
 
-static void message_settle(MessageObject *msg);
+#define CACHE_MAX_SLOTS 65536u /* larger rings make a token and a memoryview per message */
+
+static void reader_view_died(ReaderObject *rd, TokenObject *t);
 static void writer_maybe_finalize(WriterObject *self);
 static void reader_maybe_finalize(ReaderObject *self);
 
-static TokenObject *token_new(PyObject *owner, char *data, Py_ssize_t len, int readonly)
+static int viewset_init(ViewSet *vs, uint32_t capacity, int readonly)
 {
-	TokenObject *t = PyObject_New(TokenObject, &TokenType);
+	vs->capacity = capacity;
+	vs->readonly = readonly;
+	vs->live = 0;
+	vs->pins = PyMem_Calloc(capacity, sizeof(uint32_t));
+	vs->cache = capacity <= CACHE_MAX_SLOTS ? PyMem_Calloc(capacity, sizeof(PyObject *)) : NULL;
+	if (!vs->pins || (capacity <= CACHE_MAX_SLOTS && !vs->cache)) {
+		PyMem_Free(vs->pins);
+		PyMem_Free(vs->cache);
+		vs->pins = NULL;
+		vs->cache = NULL;
+		PyErr_NoMemory();
+		return -1;
+	}
+	return 0;
+}
+
+/* The token of a cached memoryview, or NULL when the memoryview was released (its token is gone). */
+static TokenObject *cached_token(PyObject *mv)
+{
+	PyMemoryViewObject *v = (PyMemoryViewObject *)mv;
+
+	if (v->flags & _Py_MEMORYVIEW_RELEASED)
+		return NULL;
+	return (TokenObject *)v->mbuf->master.obj;
+}
+
+/*
+ * Whether anything but the cache refers to a cached memoryview's memory: the memoryview itself,
+ * views made from it (slices, memoryviews, numpy arrays: they hold its managed buffer) or arrays
+ * based on its token. Exact, since each of those holds a reference.
+ */
+static int view_is_shared(PyObject *mv)
+{
+	PyMemoryViewObject *v = (PyMemoryViewObject *)mv;
+
+	if (v->flags & _Py_MEMORYVIEW_RELEASED)
+		return 0;
+	return Py_REFCNT(mv) > 1 || v->exports > 0 || Py_REFCNT(v->mbuf) > 1 || Py_REFCNT(v->mbuf->master.obj) > 1;
+}
+
+static void pin(TokenObject *t)
+{
+	if (!t->pinned) {
+		t->pinned = 1;
+		t->vs->pins[t->index]++;
+		t->vs->live++;
+	}
+}
+
+/* Take slot `index`'s memoryview out of the cache; views that still hold it keep its token, pinned. */
+static void viewset_drop(ViewSet *vs, uint32_t index)
+{
+	PyObject *mv = vs->cache[index];
+	TokenObject *t = cached_token(mv);
+
+	vs->cache[index] = NULL;
+	if (t) {
+		t->mv = NULL;
+		if (view_is_shared(mv))
+			pin(t);
+	}
+	Py_DECREF(mv); /* when nothing else holds it, the token dies here */
+}
+
+/* Whether views of slot `index` are alive (a pinned token, or a shared cached memoryview). */
+static int viewset_slot_viewed(ViewSet *vs, uint32_t index)
+{
+	return vs->pins[index] > 0 || (vs->cache && vs->cache[index] && view_is_shared(vs->cache[index]));
+}
+
+/* Empty the cache (the end is closing): what views still hold stays pinned. */
+static void viewset_drop_all(ViewSet *vs)
+{
+	if (!vs->cache)
+		return;
+	for (uint32_t i = 0; i < vs->capacity; i++)
+		if (vs->cache[i])
+			viewset_drop(vs, i);
+}
+
+static void viewset_free(ViewSet *vs)
+{
+	if (vs->cache) {
+		for (uint32_t i = 0; i < vs->capacity; i++)
+			Py_XDECREF(vs->cache[i]);
+		PyMem_Free(vs->cache);
+		vs->cache = NULL;
+	}
+	PyMem_Free(vs->pins);
+	vs->pins = NULL;
+}
+
+/*
+ * The token for the views of a message or slot (its `field`): the one it has, else the slot's cached
+ * one when nothing refers to it any more, else a new one (put in the cache when the slot's entry is
+ * free, else pinned). New reference.
+ */
+static TokenObject *acquire_token(PyObject *end, ViewSet *vs, TokenObject **field, char *data, uint64_t len,
+				  uint64_t pos, uint32_t index)
+{
+	TokenObject *t = *field;
+	PyObject *mv;
+
+	if (t) {
+		Py_INCREF(t);
+		return t;
+	}
+	mv = vs->cache ? vs->cache[index] : NULL;
+	if (mv) {
+		TokenObject *c = cached_token(mv);
+		if (c && !c->holder && c->data == data && (uint64_t)c->len == len && !view_is_shared(mv)) {
+			c->holder = field;
+			c->pos = pos;
+			*field = c;
+			Py_INCREF(c);
+			return c;
+		}
+		if (!c || !c->holder)
+			viewset_drop(vs, index); /* of another length, released, or still viewed */
+		/* else it serves another message still held in that slot (a lapped reader): leave it */
+	}
+	t = PyObject_GC_New(TokenObject, &TokenType);
+	if (!t)
+		return NULL;
+	Py_INCREF(end);
+	t->end = end;
+	t->vs = vs;
+	t->holder = field;
+	t->mv = NULL;
+	t->data = data;
+	t->len = (Py_ssize_t)len;
+	t->pos = pos;
+	t->index = index;
+	t->readonly = vs->readonly;
+	t->pinned = 0;
+	t->pending = 0;
+	PyObject_GC_Track(t);
+	*field = t;
+	if (vs->cache && !vs->cache[index]) {
+		mv = PyMemoryView_FromObject((PyObject *)t);
+		if (!mv) {
+			*field = NULL;
+			t->holder = NULL;
+			pin(t); /* so that its death is accounted for */
+			Py_DECREF(t);
+			return NULL;
+		}
+		vs->cache[index] = mv;
+		t->mv = mv;
+	} else {
+		pin(t);
+	}
+	return t;
+}
+
+/* A memoryview of a message or slot: the cached one when there is one. New reference. */
+static PyObject *acquire_view(PyObject *end, ViewSet *vs, TokenObject **field, char *data, uint64_t len,
+			      uint64_t pos, uint32_t index)
+{
+	TokenObject *t = acquire_token(end, vs, field, data, len, pos, index);
+	PyObject *mv;
 
 	if (!t)
 		return NULL;
-	Py_INCREF(owner);
-	t->owner = owner;
-	t->data = data;
-	t->len = len;
-	t->readonly = readonly;
-	return t;
+	if (t->mv) {
+		mv = t->mv;
+		Py_INCREF(mv);
+	} else {
+		mv = PyMemoryView_FromObject((PyObject *)t);
+	}
+	Py_DECREF(t);
+	return mv;
+}
+
+/*
+ * A message is done with its token (released, or dropped). Returns the token when views of it are
+ * still alive (it is then pinned until they die; borrowed), NULL when none are (a cached token
+ * stays in the cache, free for the next message of its slot).
+ */
+static TokenObject *release_token(TokenObject **field)
+{
+	TokenObject *t = *field;
+
+	if (!t)
+		return NULL;
+	*field = NULL;
+	t->holder = NULL;
+	if (t->mv) {
+		if (!view_is_shared(t->mv))
+			return NULL;
+		viewset_drop(t->vs, t->index); /* pins it: the views hold it */
+	}
+	return t; /* a token outside the cache lives only through views */
+}
+
+/* A slot is committed or aborted: its token stays where it is, cached or pinned; before the writer
+   reuses the slot it checks that no view of it is alive. */
+static void unbind_token(TokenObject **field)
+{
+	if (*field) {
+		(*field)->holder = NULL;
+		*field = NULL;
+	}
+}
+
+/*
+ * The cache makes a cycle: end -> cache -> memoryview -> managed buffer -> token -> end. close()
+ * empties the cache; an end dropped unclosed is collected by the GC, which follows the cycle
+ * through these traverse functions.
+ */
+static int token_traverse(TokenObject *t, visitproc visit, void *arg)
+{
+	Py_VISIT(t->end);
+	return 0;
+}
+
+static int token_clear(TokenObject *t)
+{
+	Py_CLEAR(t->end); /* the end is being collected with it: nothing left to account to */
+	return 0;
 }
 
 static void token_dealloc(TokenObject *t)
 {
-	PyObject *owner = t->owner;
+	PyObject *end = t->end;
 
-	if (exiting) {
-		/* nothing */
-	} else if (Py_TYPE(owner) == &MessageType) {
-		MessageObject *msg = (MessageObject *)owner;
-		ReaderObject *rd = msg->reader;
-		msg->token = NULL;
-		rd->live--;
-		if (msg->state == MSG_PENDING)
-			message_settle(msg);
-		reader_maybe_finalize(rd);
-	} else {
-		SlotObject *slot = (SlotObject *)owner;
-		WriterObject *wr = slot->writer;
-		slot->token = NULL;
-		wr->live--;
-		if (wr->slot_views)
-			wr->slot_views[slot->index]--;
-		writer_maybe_finalize(wr);
+	PyObject_GC_UnTrack(t);
+	if (t->holder)
+		*t->holder = NULL;
+	if (end) {
+		if (t->pinned) {
+			t->vs->pins[t->index]--;
+			t->vs->live--;
+		}
+		if (!exiting) {
+			if (PyObject_TypeCheck(end, &WriterType))
+				writer_maybe_finalize((WriterObject *)end);
+			else
+				reader_view_died((ReaderObject *)end, t);
+		}
 	}
-	PyObject_Free(t);
-	Py_DECREF(owner);
+	PyObject_GC_Del(t);
+	Py_XDECREF(end);
 }
 
 static int token_getbuffer(TokenObject *t, Py_buffer *view, int flags)
@@ -736,12 +971,6 @@ static int token_getbuffer(TokenObject *t, Py_buffer *view, int flags)
 }
 
 static PyBufferProcs token_as_buffer = {(getbufferproc)token_getbuffer, NULL};
-
-/* A new memoryview of the token (one more view). */
-static PyObject *token_view(TokenObject *t)
-{
-	return PyMemoryView_FromObject((PyObject *)t);
-}
 
 /* ---- numpy arrays over a token ---- */
 
@@ -928,6 +1157,7 @@ static void writer_user_close(WriterObject *self)
 		return;
 	if (self->open) {
 		self->open->open = 0;
+		unbind_token(&self->open->token);
 		self->open = NULL;
 		C->abort(self->w);
 	}
@@ -935,7 +1165,8 @@ static void writer_user_close(WriterObject *self)
 		C->writer_interrupt(self->w);
 		nap();
 	}
-	if (self->live > 0) {
+	viewset_drop_all(&self->vs);
+	if (self->vs.live > 0) {
 		C->writer_end(self->w);
 		return;
 	}
@@ -947,7 +1178,7 @@ static void writer_user_close(WriterObject *self)
 
 static void writer_maybe_finalize(WriterObject *self)
 {
-	if (self->closed && self->live == 0 && self->w) {
+	if (self->closed && self->vs.live == 0 && self->w) {
 		C->writer_close(self->w);
 		self->w = NULL;
 		if (self->m->writer == self)
@@ -989,12 +1220,18 @@ static PyObject *mapping_writer(MappingObject *m, PyObject *args, PyObject *kwds
 		return raise_rc(rc, m, "cannot attach a writer to");
 	}
 	self = (WriterObject *)((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
-	if (self)
+	if (self) {
 		self->turn = PyThread_allocate_lock();
-	if (!self || !self->turn) {
+		if (!self->turn || viewset_init(&self->vs, m->capacity, 0)) {
+			if (!self->turn)
+				PyErr_NoMemory();
+			C->writer_close(w);
+			Py_DECREF(self);
+			return NULL;
+		}
+	} else {
 		C->writer_close(w);
-		Py_XDECREF(self);
-		return self ? PyErr_NoMemory() : NULL;
+		return NULL;
 	}
 	Py_INCREF(m);
 	self->m = m;
@@ -1007,15 +1244,31 @@ static PyObject *mapping_writer(MappingObject *m, PyObject *args, PyObject *kwds
 	return (PyObject *)self;
 }
 
+static int viewset_traverse(ViewSet *vs, visitproc visit, void *arg)
+{
+	if (vs->cache)
+		for (uint32_t i = 0; i < vs->capacity; i++)
+			Py_VISIT(vs->cache[i]);
+	return 0;
+}
+
+static void viewset_clear(ViewSet *vs)
+{
+	if (vs->cache)
+		for (uint32_t i = 0; i < vs->capacity; i++)
+			Py_CLEAR(vs->cache[i]);
+}
+
 static int writer_traverse(WriterObject *self, visitproc visit, void *arg)
 {
 	Py_VISIT(self->channel); /* (a heap subclass's subtype_traverse visits the type) */
-	return 0;
+	return viewset_traverse(&self->vs, visit, arg);
 }
 
 static int writer_clear(WriterObject *self)
 {
 	Py_CLEAR(self->channel);
+	viewset_clear(&self->vs);
 	return 0;
 }
 
@@ -1038,7 +1291,7 @@ static void writer_dealloc(WriterObject *self)
 		mapping_maybe_finalize(self->m);
 	if (self->turn)
 		PyThread_free_lock(self->turn);
-	PyMem_Free(self->slot_views);
+	viewset_free(&self->vs);
 	Py_XDECREF(self->m);
 	tp->tp_free((PyObject *)self); /* (a heap subclass's subtype_dealloc drops the type) */
 }
@@ -1056,12 +1309,9 @@ static uint32_t writer_next_index(WriterObject *self)
 /* Refuse to rewrite a slot that views of an earlier message of ours still show. */
 static int writer_check_views(WriterObject *self)
 {
-	uint32_t s;
+	uint32_t s = writer_next_index(self);
 
-	if (!self->slot_views || self->live == 0)
-		return 0;
-	s = writer_next_index(self);
-	if (self->slot_views[s] == 0)
+	if (!viewset_slot_viewed(&self->vs, s))
 		return 0;
 	PyErr_Format(PyExc_BufferError,
 		     "slot %u of %R is next, but views of the message written in it %u messages ago are still alive; "
@@ -1478,41 +1728,19 @@ static int slot_open_check(SlotObject *s)
 
 static TokenObject *slot_token(PyObject *o)
 {
-	SlotObject *s = (SlotObject *)o;
-	WriterObject *wr = s->writer;
+	SlotObject *sl = (SlotObject *)o;
+	WriterObject *wr = sl->writer;
 
-	if (s->token) {
-		Py_INCREF(s->token);
-		return s->token;
-	}
-	if (!wr->slot_views) {
-		wr->slot_views = PyMem_Calloc(wr->m->capacity, sizeof(uint32_t));
-		if (!wr->slot_views) {
-			PyErr_NoMemory();
-			return NULL;
-		}
-	}
-	s->token = token_new(o, s->data, (Py_ssize_t)s->nbytes, 0);
-	if (!s->token)
-		return NULL;
-	wr->live++;
-	wr->slot_views[s->index]++;
-	return s->token;
+	return acquire_token((PyObject *)wr, &wr->vs, &sl->token, sl->data, sl->nbytes, sl->pos, sl->index);
 }
 
-static PyObject *slot_get_buffer(SlotObject *s, void *c)
+static PyObject *slot_get_buffer(SlotObject *sl, void *c)
 {
-	TokenObject *t;
-	PyObject *mv;
+	WriterObject *wr = sl->writer;
 
-	if (!slot_open_check(s))
+	if (!slot_open_check(sl))
 		return NULL;
-	t = slot_token((PyObject *)s);
-	if (!t)
-		return NULL;
-	mv = token_view(t);
-	Py_DECREF(t);
-	return mv;
+	return acquire_view((PyObject *)wr, &wr->vs, &sl->token, sl->data, sl->nbytes, sl->pos, sl->index);
 }
 
 static PyObject *slot_ndarray(SlotObject *s, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -1551,6 +1779,7 @@ static PyObject *slot_commit(SlotObject *s, PyObject *const *args, Py_ssize_t na
 	}
 	s->open = 0;
 	wr->open = NULL;
+	unbind_token(&s->token); /* views may live on: the writer checks before reusing the slot */
 	rc = C->commit(wr->w, n);
 	if (writer_commit_rc(wr, rc))
 		return NULL;
@@ -1566,6 +1795,7 @@ static PyObject *slot_abort(SlotObject *s, PyObject *unused)
 		return NULL;
 	s->open = 0;
 	wr->open = NULL;
+	unbind_token(&s->token);
 	rc = C->abort(wr->w);
 	if (rc)
 		return raise_rc(rc, wr->m, "abort failed on");
@@ -1587,6 +1817,7 @@ static PyObject *slot_exit(SlotObject *s, PyObject *const *args, Py_ssize_t narg
 		Py_RETURN_NONE; /* committed or aborted in the block, or the writer closed under it */
 	s->open = 0;
 	wr->open = NULL;
+	unbind_token(&s->token);
 	if (nargs > 0 && args[0] != Py_None) { /* the block raised: readers never see the message */
 		C->abort(wr->w);
 		Py_RETURN_NONE;
@@ -1601,6 +1832,7 @@ static void slot_dealloc(SlotObject *s)
 {
 	WriterObject *wr = s->writer;
 
+	unbind_token(&s->token);
 	if (s->open) { /* dropped without commit or abort: readers never see it */
 		if (wr->w && !wr->m->forked && !exiting)
 			C->abort(wr->w);
@@ -1681,7 +1913,8 @@ static void reader_user_close(ReaderObject *self)
 	if (!self->r)
 		return;
 	C->wake_head(self->m->ch); /* threads waiting for a message look again and find it closed */
-	if (self->live > 0)
+	viewset_drop_all(&self->vs);
+	if (self->vs.live > 0)
 		return; /* views pin messages: the reader stays attached until the last of them dies */
 	C->reader_close(self->r);
 	self->r = NULL;
@@ -1691,7 +1924,7 @@ static void reader_user_close(ReaderObject *self)
 
 static void reader_maybe_finalize(ReaderObject *self)
 {
-	if (self->closed && self->live == 0 && self->r) {
+	if (self->closed && self->vs.live == 0 && self->r) {
 		C->reader_close(self->r);
 		self->r = NULL;
 		if (self->m->reader == self)
@@ -1735,6 +1968,10 @@ static PyObject *mapping_reader(MappingObject *m, PyObject *args, PyObject *kwds
 	self = (ReaderObject *)((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 0);
 	if (!self)
 		return NULL;
+	if (viewset_init(&self->vs, m->capacity, 1)) {
+		Py_DECREF(self);
+		return NULL;
+	}
 	self->batch_cap = 16;
 	self->batch = PyMem_Calloc(self->batch_cap, sizeof(struct shmchan_msg));
 	if (!self->batch) {
@@ -1779,12 +2016,13 @@ static PyObject *mapping_reader(MappingObject *m, PyObject *args, PyObject *kwds
 static int reader_traverse(ReaderObject *self, visitproc visit, void *arg)
 {
 	Py_VISIT(self->channel); /* (a heap subclass's subtype_traverse visits the type) */
-	return 0;
+	return viewset_traverse(&self->vs, visit, arg);
 }
 
 static int reader_clear(ReaderObject *self)
 {
 	Py_CLEAR(self->channel);
+	viewset_clear(&self->vs);
 	return 0;
 }
 
@@ -1804,6 +2042,7 @@ static void reader_dealloc(ReaderObject *self)
 	if (self->m)
 		mapping_maybe_finalize(self->m);
 	PyMem_Free(self->batch);
+	viewset_free(&self->vs);
 	Py_XDECREF(self->m);
 	tp->tp_free((PyObject *)self); /* (a heap subclass's subtype_dealloc drops the type) */
 }
@@ -1922,6 +2161,21 @@ static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
 	}
 	deadline = deadline_of(tns);
 	C->reader_count_empty(self->r);
+	if (self->spin_ns > 0) {
+		/* with the GIL held no thread of ours can close the channel meanwhile */
+		int64_t first = self->spin_ns < GIL_SPIN_NS ? self->spin_ns : GIL_SPIN_NS;
+		if (tns > 0 && tns < first)
+			first = tns;
+		if (C->wait_head_spin(self->m->ch, C->reader_position(self->r), first, first) == 0) {
+			rc = C->try_peek_batch(self->r, b, max);
+			if (rc > 0)
+				return rc;
+			if (rc != -EAGAIN) {
+				reader_error(self, rc);
+				return -1;
+			}
+		}
+	}
 	for (;;) {
 		int64_t slice = slice_left(deadline);
 		uint64_t pos;
@@ -1968,27 +2222,25 @@ static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
 static int message_do_release(MessageObject *msg)
 {
 	ReaderObject *rd = msg->reader;
+	TokenObject *viewed = release_token(&msg->token);
 
-	if (!rd->r || rd->m->forked) {
-		msg->state = MSG_DONE;
+	msg->state = MSG_DONE;
+	if (!rd->r || rd->m->forked)
 		return 0;
-	}
-	if (msg->token) {
-		msg->state = MSG_PENDING; /* a view is alive: the slot goes back when the last one dies */
+	if (viewed) {
+		viewed->pending = 1; /* a view is alive: the slot goes back when the last one dies */
+		viewed->pos = msg->pos;
 		return C->check(rd->r, msg->pos);
 	}
-	msg->state = MSG_DONE;
 	return C->release(rd->r, msg->pos);
 }
 
-/* The last view of a released message died: hand its slot back. */
-static void message_settle(MessageObject *msg)
+/* A token of this reader died: if its message was released meanwhile, hand the slot back now. */
+static void reader_view_died(ReaderObject *rd, TokenObject *t)
 {
-	ReaderObject *rd = msg->reader;
-
-	msg->state = MSG_DONE;
-	if (rd->r && !rd->m->forked)
-		(void)C->release(rd->r, msg->pos); /* -ESTALE was reported at release() already */
+	if (t->pending && rd->r && !rd->m->forked)
+		(void)C->release(rd->r, t->pos); /* -ESTALE was reported at release() already */
+	reader_maybe_finalize(rd);
 }
 
 static PyObject *lapped(MessageObject *msg)
@@ -2362,31 +2614,18 @@ static int message_live(MessageObject *msg)
 static TokenObject *message_token(PyObject *o)
 {
 	MessageObject *msg = (MessageObject *)o;
+	ReaderObject *rd = msg->reader;
 
-	if (msg->token) {
-		Py_INCREF(msg->token);
-		return msg->token;
-	}
-	msg->token = token_new(o, msg->data, (Py_ssize_t)msg->len, 1);
-	if (!msg->token)
-		return NULL;
-	msg->reader->live++;
-	return msg->token;
+	return acquire_token((PyObject *)rd, &rd->vs, &msg->token, msg->data, msg->len, msg->pos, msg->slot);
 }
 
 static PyObject *message_get_buffer(MessageObject *msg, void *c)
 {
-	TokenObject *t;
-	PyObject *mv;
+	ReaderObject *rd = msg->reader;
 
 	if (!message_live(msg))
 		return NULL;
-	t = message_token((PyObject *)msg);
-	if (!t)
-		return NULL;
-	mv = token_view(t);
-	Py_DECREF(t);
-	return mv;
+	return acquire_view((PyObject *)rd, &rd->vs, &msg->token, msg->data, msg->len, msg->pos, msg->slot);
 }
 
 static PyObject *message_ndarray(MessageObject *msg, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
@@ -2463,6 +2702,8 @@ static void message_dealloc(MessageObject *msg)
 
 	if (msg->state == MSG_HELD && !exiting) /* dropped unreleased: released now */
 		(void)message_do_release(msg);
+	else if (msg->token)
+		msg->token->holder = NULL;
 	if (rd->last == msg)
 		rd->last = NULL;
 	if (message_nfree < FREELIST_MAX)
@@ -2631,7 +2872,9 @@ static PyTypeObject TokenType = {
 	.tp_basicsize = sizeof(TokenObject),
 	.tp_dealloc = (destructor)token_dealloc,
 	.tp_as_buffer = &token_as_buffer,
-	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+	.tp_traverse = (traverseproc)token_traverse,
+	.tp_clear = (inquiry)token_clear,
 	.tp_doc = "The memory of one message or slot; while any view of it lives, the slot stays pinned.",
 };
 
