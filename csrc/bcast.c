@@ -870,6 +870,8 @@ int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, i
 				rc = -ETIMEDOUT;
 			else
 				rc = shmchan_futex_wait(&h->head_wake, seq, left);
+			if (shmchan_interrupted(ch))
+				rc = -ECANCELED; /* that wake-up (or a later one) was shmchan_interrupt's */
 		}
 	}
 	if (spsc)
