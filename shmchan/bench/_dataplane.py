@@ -13,8 +13,6 @@ Every figure here is a ratio to a baseline measured in the same run, cell by cel
   (``send_batch`` of 64 stamped messages, ``recv_batch`` on the reader).
 - **views** (one process): ``msg.ndarray()`` / ``slot.ndarray()`` against ``np.frombuffer`` on a
   memoryview.
-- **large payloads** (8 MiB, two processes): shmchan writing and reading every byte in place against
-  the same work in one process (a buffer written, then read).
 - **memory**: what a channel of 1024 slots of 64 B takes in /dev/shm, against its payload.
 """
 
@@ -37,11 +35,9 @@ import numpy as np
 SEQ = struct.Struct("<Q")
 STOP = (1 << 64) - 1
 SMALL = 64
-BIG = 8 << 20
 BATCH = 64
 RTT_SYSTEMS = ("shmchan", "iceoryx2", "pipe")
 TPUT_SYSTEMS = ("shmchan", "shmchan-batch", "pipe")
-BIG_SYSTEMS = ("shmchan", "none")
 LABELS = {
     "shmchan": "shmchan",
     "shmchan-batch": "shmchan send_batch/recv_batch",
@@ -360,69 +356,6 @@ def _pipe_stream(role: str, conn: Any, seconds: float, warm: int, cpu: int | Non
     out.put({"msgs_per_s": rate, "errors": errors})
 
 
-# ---- 8 MiB ----
-
-
-def _big_shm(role: str, names: tuple[str, str], seconds: float, warm: int, cpu: int | None, out: Any) -> None:
-    _pin(cpu)
-    import shmchan
-
-    ch = shmchan.Channel.open(names[0], timeout=10)
-    words = BIG // 8
-    try:
-        if role == "a":
-            w = ch.writer()
-            i = 1
-            while True:
-                try:
-                    with w.reserve(BIG, timeout=0.5) as slot:
-                        slot.ndarray(words, np.uint64).fill(i)
-                except shmchan.ShmchanError:
-                    return
-                i += 1
-        r = ch.reader()
-        n = errors = 0
-        now = time.perf_counter_ns
-        t0 = end = 0
-        while True:
-            with r.recv() as m:
-                a = m.ndarray(words, np.uint64)
-                errors += int(a.sum()) != (int(a[0]) * words) & ((1 << 64) - 1)
-                del a
-            n += 1
-            if n == warm:
-                t0 = now()
-                n0 = n
-                end = t0 + int(seconds * 1e9)
-            if t0 and now() >= end:
-                break
-        out.put({"gbps": (n - n0) * BIG / (now() - t0), "errors": errors})
-        r.close()
-    finally:
-        ch.close()
-
-
-def _big_local(seconds: float, warm: int) -> dict[str, Any]:
-    words = BIG // 8
-    a = np.empty(words, np.uint64)
-    n = errors = 0
-    now = time.perf_counter_ns
-    t0 = end = 0
-    i = 1
-    while True:
-        a.fill(i)
-        errors += int(a.sum()) != (i * words) & ((1 << 64) - 1)
-        i += 1
-        n += 1
-        if n == warm:
-            t0 = now()
-            n0 = n
-            end = t0 + int(seconds * 1e9)
-        if t0 and now() >= end:
-            break
-    return {"gbps": (n - n0) * BIG / (now() - t0), "errors": errors}
-
-
 # ---- running the cells ----
 
 
@@ -450,14 +383,14 @@ def _two(ctx: Any, target: Callable[..., None], args_a: tuple[Any, ...], args_b:
 
 def run_cell(ctx: Any, what: str, system: str, seconds: float, cpus: tuple[int, int] | None, run_id: str,
              cell: int) -> dict[str, Any]:
-    """One measurement: ``what`` is "rtt", "tput" or "big"."""
+    """One measurement: ``what`` is "rtt" (round trip) or "tput" (one-way throughput)."""
     import shmchan
 
     from . import _systems
 
     base = f"bench-{run_id}-dp{cell}"
     timeout = 60 + 10 * seconds
-    warm = 2000 if what != "big" else 3
+    warm = 2000
     if system in ("shmchan", "shmchan-batch"):
         if what == "rtt":
             names = (f"{base}-ab", f"{base}-ba")
@@ -467,23 +400,13 @@ def run_cell(ctx: Any, what: str, system: str, seconds: float, cpus: tuple[int, 
             finally:
                 for c in chans:
                     c.close()
-        if what == "tput":
-            names = (f"{base}-ab", "")
-            ch = shmchan.Channel.create(names[0], slot_size=SMALL, capacity=256)
-            batch = system == "shmchan-batch"
-            target = _shm_stream_batch if batch else _shm_stream_single
-            try:
-                return _two(ctx, target, (names, seconds, warm), (names, seconds, warm), cpus, timeout)
-            finally:
-                ch.close()
-        names = (f"{base}-big", "")
-        ch = shmchan.Channel.create(names[0], slot_size=BIG, capacity=4)
+        names = (f"{base}-ab", "")
+        ch = shmchan.Channel.create(names[0], slot_size=SMALL, capacity=256)
+        target = _shm_stream_batch if system == "shmchan-batch" else _shm_stream_single
         try:
-            return _two(ctx, _big_shm, (names, seconds, warm), (names, seconds, warm), cpus, timeout)
+            return _two(ctx, target, (names, seconds, warm), (names, seconds, warm), cpus, timeout)
         finally:
             ch.close()
-    if system == "none":
-        return _big_local(seconds, warm)
     if system == "pipe":
         a, b = ctx.Pipe(duplex=what == "rtt")
 
@@ -569,16 +492,12 @@ def run_section(rounds: int, seconds: float, cpus: tuple[int, int] | None, run_i
                 step: Callable[[str], None]) -> dict[str, Any]:
     """Every cell, ``rounds`` times in alternation; returns the raw and combined figures."""
     ctx = mp.get_context("spawn")
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {"rtt": {}, "tput": {}, "big": {}}
-    systems = {
-        "rtt": [s for s in RTT_SYSTEMS if available(s)],
-        "tput": list(TPUT_SYSTEMS),
-        "big": list(BIG_SYSTEMS),
-    }
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {"rtt": {}, "tput": {}}
+    systems = {"rtt": [s for s in RTT_SYSTEMS if available(s)], "tput": list(TPUT_SYSTEMS)}
     cell = 0
     per = seconds / rounds
     for _ in range(rounds):
-        for what in ("rtt", "tput", "big"):
+        for what in ("rtt", "tput"):
             for s in systems[what]:
                 label = f"dataplane {what} {LABELS[s]}"
                 try:
@@ -597,7 +516,7 @@ def run_section(rounds: int, seconds: float, cpus: tuple[int, int] | None, run_i
 def combine(raw: dict[str, dict[str, list[dict[str, Any]]]], views: dict[str, float], mem: dict[str, float],
             rounds: int, per: float, cpus: tuple[int, int] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"rounds": rounds, "seconds_per_round": per, "cpus": list(cpus) if cpus else None,
-                           "rtt": {}, "tput": {}, "big": {}, "views_ns": views, "memory": mem}
+                           "rtt": {}, "tput": {}, "views_ns": views, "memory": mem}
     for s, runs in raw["rtt"].items():
         ok = [r for r in runs if "rtt_ns" in r]
         if not ok:
@@ -608,7 +527,7 @@ def combine(raw: dict[str, dict[str, list[dict[str, Any]]]], views: dict[str, fl
         out["rtt"][s] = {"p50_us": statistics.median(p50s), "p50_us_rounds": p50s,
                          "p99_us": percentile(pooled, 0.99), "p999_us": percentile(pooled, 0.999),
                          "n": len(pooled), "errors": sum(r["errors"] for r in ok)}
-    for what, key in (("tput", "msgs_per_s"), ("big", "gbps")):
+    for what, key in (("tput", "msgs_per_s"),):
         for s, runs in raw[what].items():
             ok = [r for r in runs if key in r]
             if not ok:
@@ -621,47 +540,44 @@ def combine(raw: dict[str, dict[str, list[dict[str, Any]]]], views: dict[str, fl
 
 
 def targets(dp: dict[str, Any]) -> list[dict[str, Any]]:
-    """The data plane's targets, each a ratio measured in this run."""
+    """The data plane's targets, each a ratio measured in this run (the format of the report's targets)."""
     rows: list[dict[str, Any]] = []
 
-    def add(name: str, value: float | None, ref: float | None, ratio: float | None, unit: str, ok: bool | None,
-            ref_label: str) -> None:
-        rows.append({"target": name, "value": value, "reference": ref, "ratio": ratio, "unit": unit,
-                     "met": ok, "reference_label": ref_label})
+    def add(name: str, value: float | None, ref: float | None, limit: float, higher: bool, unit: str,
+            what: str) -> None:
+        t: dict[str, Any] = {"target": name, "limit": limit, "better": "higher" if higher else "lower", "unit": unit,
+                             "what": what}
+        if not value or not ref:
+            t.update(ratio=None, met=None, note="not measured in this run")
+        else:
+            r = value / ref
+            t.update(value=value, reference=ref, ratio=r, met=bool(r >= limit if higher else r <= limit))
+        rows.append(t)
 
     rtt = dp.get("rtt", {})
     shm, iox = rtt.get("shmchan", {}), rtt.get("iceoryx2", {})
-    if "p50_us" in shm and "p50_us" in iox:
-        ratio = shm["p50_us"] / iox["p50_us"]
-        add("64 B round trip, busy-poll, <= 0.35x iceoryx2", shm["p50_us"], iox["p50_us"], ratio, "us p50",
-            ratio <= 0.35, "iceoryx2")
-    if "p50_us" in shm:
-        tail = shm["p99_us"] / shm["p50_us"]
-        add("64 B round trip: p99 <= 3x p50", shm["p99_us"], shm["p50_us"], tail, "us p99", tail <= 3.0,
-            "its p50")
+    add("data plane: 64 B round trip, busy-poll, <= 0.35x iceoryx2", shm.get("p50_us"), iox.get("p50_us"), 0.35,
+        False, "us p50", "with w.reserve(64) as slot / copy in through slot.buffer / stamp; recv / msg.buffer / "
+        "read the stamp / release; against iceoryx2 doing the same through loan_uninit/send and receive/delete")
+    add("data plane: 64 B round trip p99 <= 3x its p50", shm.get("p99_us"), shm.get("p50_us"), 3.0, False, "us",
+        "shmchan's p99 round trip / its p50, same cell")
     tp = dp.get("tput", {})
     pipe = tp.get("pipe", {}).get("msgs_per_s")
-    for key, goal, name in (("shmchan", 2.5, "64 B one-way throughput >= 2.5x multiprocessing.Pipe"),
-                            ("shmchan-batch", 6.0, "64 B one-way, send_batch/recv_batch, >= 6x multiprocessing.Pipe")):
-        v = tp.get(key, {}).get("msgs_per_s")
-        if v and pipe:
-            add(name, v, pipe, v / pipe, "msg/s", v / pipe >= goal, "multiprocessing.Pipe")
+    add("data plane: 64 B one-way >= 2.5x multiprocessing.Pipe", tp.get("shmchan", {}).get("msgs_per_s"), pipe, 2.5,
+        True, "msg/s", "the same calls as the round trip, streaming; against send_bytes/recv_bytes of a stamped buffer")
+    add("data plane: 64 B one-way, send_batch/recv_batch, >= 6x multiprocessing.Pipe",
+        tp.get("shmchan-batch", {}).get("msgs_per_s"), pipe, 6.0, True, "msg/s",
+        "send_batch of 64 stamped messages; recv_batch, then msg.buffer / read the stamp / release each")
     views = dp.get("views_ns", {})
     base = views.get("np.frombuffer(memoryview)")
     for k in ("msg.ndarray()", "slot.ndarray()"):
-        if base and k in views:
-            r = views[k] / base
-            add(f"{k} <= 2x np.frombuffer(memoryview)", views[k], base, r, "ns", r <= 2.0, "np.frombuffer")
-    big = dp.get("big", {})
-    s8, l8 = big.get("shmchan", {}).get("gbps"), big.get("none", {}).get("gbps")
-    if s8 and l8:
-        add("8 MiB >= 1.3x the same work in one process", s8, l8, s8 / l8, "GB/s", s8 / l8 >= 1.3, "one process")
+        add(f"data plane: {k} <= 2x np.frombuffer(memoryview)", views.get(k), base, 2.0, False, "ns",
+            "ns per call in one process, the median of alternated repeats")
     mem = dp.get("memory")
     if mem:
         limit = 1.25 * mem["payload_bytes"] + 2 * mem["page"]
-        r = mem["object_bytes"] / mem["payload_bytes"]
-        add("1024 slots of 64 B take <= 1.25x their payload + two pages", mem["object_bytes"], limit, r,
-            "bytes", mem["object_bytes"] <= limit, "payload")
+        add("memory: 1024 slots of 64 B <= 1.25x their payload + two pages", mem["object_bytes"], limit, 1.0, False,
+            "bytes", "the object's size in /dev/shm / (1.25 x 64 KiB + 8 KiB)")
     return rows
 
 
@@ -682,10 +598,6 @@ def report_lines(dp: dict[str, Any]) -> list[str]:
     lines += ["", "### Views (ns per call, one process)", "", "| call | ns |", "|---|---:|"]
     for k, v in dp.get("views_ns", {}).items():
         lines.append(f"| `{k}` | {v:.0f} |")
-    lines += ["", "### 8 MiB, every byte written and read (GB/s)", "", "| system | GB/s | errors |", "|---|---:|---:|"]
-    for s, r in dp.get("big", {}).items():
-        lines.append(f"| {LABELS[s]} | " + (f"FAILED: {r['error']} | |" if "error" in r
-                                            else f"{r['gbps']:.1f} | {r['errors']} |"))
     mem = dp.get("memory")
     if mem:
         lines += ["", f"Memory: a channel of {mem['capacity']} slots of {mem['slot_size']} B takes "
