@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,6 +55,7 @@
  */
 #define GIL_SPIN_NS INT64_C(20000)
 #define FREELIST_MAX 64
+#define HOLDERS 8
 
 static const struct shmchan_capi *C; /* the core, once shmchan._binding has called _bind() */
 static PyObject *raise_for;          /* shmchan._binding.raise_for(rc, what, detail) */
@@ -314,10 +316,61 @@ struct ReaderObject {
 	uint32_t batch_cap;
 	int stashed;            /* a message taken but not delivered (recv_into with a short buffer) */
 	struct shmchan_msg stash;
+	/* Messages held (received, not released), by the thread that took them: when every slot is
+	   held, a thread whose own messages fill the ring would wait for ever (BufferError), while one
+	   whose neighbours hold some waits for them to release. The first HOLDERS threads are counted
+	   apart; the rest together under ident 0. */
+	Py_ssize_t held;
+	struct {
+		unsigned long ident;
+		Py_ssize_t n;
+	} holders[HOLDERS];
 	PyObject *weakreflist;
 };
 
 enum { MSG_HELD = 0, MSG_DONE = 2 };
+
+/* A number for the calling thread, never reused in this process (thread idents are). */
+static unsigned long thread_number(void)
+{
+	static _Atomic unsigned long next = 1;
+	static _Thread_local unsigned long mine;
+
+	if (!mine)
+		mine = atomic_fetch_add(&next, 1);
+	return mine;
+}
+
+static void held_add(ReaderObject *rd, unsigned long ident, Py_ssize_t d)
+{
+	int i, free_i = -1;
+
+	rd->held += d;
+	for (i = 0; i < HOLDERS; i++) {
+		if (rd->holders[i].n && rd->holders[i].ident == ident) {
+			rd->holders[i].n += d;
+			return;
+		}
+		if (!rd->holders[i].n && free_i < 0)
+			free_i = i;
+	}
+	if (d > 0 && free_i >= 0) {
+		rd->holders[free_i].ident = ident;
+		rd->holders[free_i].n = d;
+	}
+	/* otherwise an uncounted thread: it only ever shows as "held by others" */
+}
+
+/* Whether threads other than this one hold messages of the reader. */
+static int held_by_others(ReaderObject *rd)
+{
+	unsigned long me = thread_number();
+
+	for (int i = 0; i < HOLDERS; i++)
+		if (rd->holders[i].n && rd->holders[i].ident == me)
+			return rd->held > rd->holders[i].n;
+	return rd->held > 0;
+}
 
 struct MessageObject {
 	PyObject_HEAD
@@ -327,7 +380,8 @@ struct MessageObject {
 	uint32_t slot, lost;
 	int state;
 	int from_iter;
-	TokenObject *token; /* borrowed: the token of this message's views */
+	unsigned long taker; /* the thread that received it */
+	TokenObject *token;  /* borrowed: the token of this message's views */
 };
 
 /* The object every view of one message (or slot) is made from: memoryviews hold it as their
@@ -2072,6 +2126,8 @@ static MessageObject *message_new(ReaderObject *rd, const struct shmchan_msg *m)
 	msg->state = MSG_HELD;
 	msg->from_iter = 0;
 	msg->token = NULL;
+	msg->taker = thread_number();
+	held_add(rd, msg->taker, 1);
 	return msg;
 }
 
@@ -2128,12 +2184,25 @@ static int reader_grow_batch(ReaderObject *self, uint32_t max)
  * Takes up to max messages into self->batch: at once if any is there, else waiting up to tns
  * (-1: for ever) without holding the reader. Returns how many (>= 1), or -1 with an exception.
  */
-static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
+#define PINNED_BY_OTHERS (-2)
+
+/* An error of a take: raised, except when every slot is held and other threads of this process
+   hold some of those messages (they will release them): then the caller waits. */
+static Py_ssize_t take_failed(ReaderObject *self, int rc, int64_t tns)
 {
+	if (rc == -2007 /* SHMCHAN_EPINNED */ && tns != 0 && held_by_others(self))
+		return PINNED_BY_OTHERS;
+	reader_error(self, rc);
+	return -1;
+}
+
+/* One attempt of reader_take (see there); PINNED_BY_OTHERS when it must wait for other threads. */
+static Py_ssize_t reader_take_once(ReaderObject *self, uint32_t max, int64_t tns, int64_t *deadlinep)
+{
+	int64_t deadline;
 	struct shmchan_msg *b = self->batch;
 	uint32_t have = 0;
-	int64_t deadline;
-	int rc, waited = 0;
+	int rc;
 
 	if (self->stashed) {
 		b[0] = self->stash;
@@ -2147,19 +2216,16 @@ static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
 		return have + (uint32_t)rc;
 	if (have)
 		return have; /* the stashed one, and nothing more yet (or an error the next call sees) */
-	if (rc != -EAGAIN) {
-		reader_error(self, rc);
-		return -1;
-	}
+	if (rc != -EAGAIN)
+		return take_failed(self, rc, tns);
 	if (tns == 0) {
 		/* not waiting: a real non-blocking peek says why (ended, writer dead, empty) */
 		rc = C->peek_batch(self->r, b, max, 0);
-		if (rc > 0)
-			return rc;
-		reader_error(self, rc);
-		return -1;
+		return rc > 0 ? rc : take_failed(self, rc, tns);
 	}
-	deadline = deadline_of(tns);
+	if (*deadlinep == -2) /* the clock is read only when a wait begins */
+		*deadlinep = deadline_of(tns);
+	deadline = *deadlinep;
 	C->reader_count_empty(self->r);
 	if (self->spin_ns > 0) {
 		/* with the GIL held no thread of ours can close the channel meanwhile */
@@ -2170,10 +2236,8 @@ static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
 			rc = C->try_peek_batch(self->r, b, max);
 			if (rc > 0)
 				return rc;
-			if (rc != -EAGAIN) {
-				reader_error(self, rc);
-				return -1;
-			}
+			if (rc != -EAGAIN)
+				return take_failed(self, rc, tns);
 		}
 	}
 	for (;;) {
@@ -2198,24 +2262,70 @@ static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
 		rc = C->try_peek_batch(self->r, b, max);
 		if (rc > 0)
 			return rc;
-		if (rc != -EAGAIN) {
-			reader_error(self, rc);
-			return -1;
-		}
+		if (rc != -EAGAIN)
+			return take_failed(self, rc, tns);
 		/* nothing yet: the writer closed or died, a slice passed, or a signal came: look (a system call) */
 		C->reader_continue_wait(self->r);
 		rc = C->peek_batch(self->r, b, max, 0);
 		if (rc > 0)
 			return rc;
-		if (rc != -EAGAIN) {
-			reader_error(self, rc);
+		if (rc != -EAGAIN)
+			return take_failed(self, rc, tns);
+		if (PyErr_CheckSignals())
+			return -1;
+	}
+}
+
+/* Every slot is held and other threads hold some: wait (GIL released) until one is handed back.
+   0 to look again, -1 with an exception (closed, signal, timeout). */
+static int reader_wait_released(ReaderObject *self, int64_t deadline)
+{
+	int64_t pause = 20000;
+	uint64_t held = C->reader_outstanding(self->r);
+
+	while (C->reader_outstanding(self->r) >= held) {
+		struct timespec ts = {0, (long)pause};
+		MappingObject *m = self->m;
+
+		if (deadline >= 0 && now_ns() >= deadline) {
+			reader_error(self, -ETIMEDOUT);
+			return -1;
+		}
+		m->holders++;
+		Py_BEGIN_ALLOW_THREADS
+		nanosleep(&ts, NULL); /* the other threads release with the GIL, which we let go here */
+		Py_END_ALLOW_THREADS
+		m->holders--;
+		if (!reader_usable(self)) {
+			mapping_maybe_finalize(m);
 			return -1;
 		}
 		if (PyErr_CheckSignals())
 			return -1;
-		waited = 1;
+		if (!held_by_others(self))
+			return 0; /* they released theirs: look again (and raise if the ring is still ours) */
+		if (pause < 1000000)
+			pause *= 2;
 	}
-	(void)waited;
+	return 0;
+}
+
+/*
+ * Takes up to max messages into self->batch: at once if any is there, else waiting up to tns
+ * (-1: for ever) without holding the reader. Returns how many (>= 1), or -1 with an exception.
+ */
+static Py_ssize_t reader_take(ReaderObject *self, uint32_t max, int64_t tns)
+{
+	int64_t deadline = -2; /* not looked up yet */
+	Py_ssize_t n;
+
+	while ((n = reader_take_once(self, max, tns, &deadline)) == PINNED_BY_OTHERS) {
+		if (deadline == -2)
+			deadline = deadline_of(tns);
+		if (reader_wait_released(self, deadline))
+			return -1;
+	}
+	return n;
 }
 
 /* Hands a message back (now, or when its last view dies); the core's answer, 0 or -ESTALE, ... */
@@ -2225,6 +2335,7 @@ static int message_do_release(MessageObject *msg)
 	TokenObject *viewed = release_token(&msg->token);
 
 	msg->state = MSG_DONE;
+	held_add(rd, msg->taker, -1);
 	if (!rd->r || rd->m->forked)
 		return 0;
 	if (viewed) {
@@ -2700,10 +2811,14 @@ static void message_dealloc(MessageObject *msg)
 {
 	ReaderObject *rd = msg->reader;
 
-	if (msg->state == MSG_HELD && !exiting) /* dropped unreleased: released now */
+	if (msg->state == MSG_HELD && !exiting) { /* dropped unreleased: released now */
 		(void)message_do_release(msg);
-	else if (msg->token)
-		msg->token->holder = NULL;
+	} else {
+		if (msg->state == MSG_HELD)
+			held_add(rd, msg->taker, -1);
+		if (msg->token)
+			msg->token->holder = NULL;
+	}
 	if (rd->last == msg)
 		rd->last = NULL;
 	if (message_nfree < FREELIST_MAX)

@@ -139,6 +139,8 @@ def test_two_threads_hammering_one_reader_lose_and_duplicate_nothing(unique_name
                                 v = int(m.ndarray(8, np.uint64)[0])
                                 assert (m.ndarray(8, np.uint64) == v).all()
                                 seen[k].append(v)
+                        if len(seen[k]) % 64 == 0:
+                            time.sleep(0.0005)  # let the other thread in (the GIL may favour one)
                     except shmchan.ChannelEndedError:
                         return
             except BaseException as exc:  # reported below
@@ -440,3 +442,37 @@ def test_open_waits_for_the_channel_to_appear(unique_name: str) -> None:
     assert 0.15 < time.monotonic() - t0 < 5
     with pytest.raises(shmchan.ChannelNotFoundError):
         shmchan.Channel.open(unique_name, timeout=0)
+
+
+def test_a_full_ring_held_partly_by_another_thread_waits_instead_of_raising(unique_name: str) -> None:
+    """Slots go back in stream order: while one thread holds the oldest message, the others' released
+    messages behind it keep the ring full. A thread whose neighbour holds messages waits for it (a
+    thread whose own messages fill the ring gets BufferError, as it would wait for ever)."""
+    with shmchan.Channel.create(unique_name, slot_size=16, capacity=4) as ch:
+        w, r = ch.writer(), ch.reader()
+        for i in range(4):
+            w.send(b"%d" % i, timeout=0)
+        held: list[shmchan.Message] = []
+        t = threading.Thread(target=lambda: held.append(r.recv(timeout=1)))
+        t.start()
+        t.join()
+        for _ in range(3):
+            r.recv(timeout=0).release()
+        with pytest.raises(shmchan.ChannelFullError):
+            w.send(b"4", timeout=0)  # message 0 is still held
+        got: list[bytes] = []
+        t2 = threading.Thread(target=lambda: got.append(r.recv_bytes(timeout=10)))
+        t2.start()
+        time.sleep(0.1)
+        assert t2.is_alive() and not got  # waiting, not BufferError
+        held[0].release()  # the other thread's message: the ring frees up
+        w.send(b"4", timeout=1)
+        t2.join(10)
+        assert got == [b"4"]
+        # one thread alone holding the whole ring: BufferError, never a wait
+        for i in range(5, 9):
+            w.send(b"%d" % i, timeout=0)
+        msgs = [r.recv(timeout=0) for _ in range(4)]
+        with pytest.raises(BufferError):
+            r.recv(timeout=10)
+        del msgs
