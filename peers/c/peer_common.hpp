@@ -462,7 +462,10 @@ inline shmchan_channel *open_channel(const Opts &o, uint64_t message_size)
 		std::memset(&cfg, 0, sizeof cfg);
 		cfg.slot_size = o.slot_size ? o.slot_size : message_size;
 		cfg.capacity = o.capacity;
-		auto d = build_channel_info(cfg.slot_size, cfg.capacity, 4096, have ? &want : nullptr, o.dtype,
+		/* page-aligned slots, stated in the header too: with slot_align 0 the core picks 64 for
+		   slots under 4096 bytes, and the descriptor would disagree with the header */
+		cfg.slot_align = 4096;
+		auto d = build_channel_info(cfg.slot_size, cfg.capacity, cfg.slot_align, have ? &want : nullptr, o.dtype,
 					    o.have_shape ? &o.shape : nullptr, o.meta);
 		cfg.descriptor = d.data();
 		cfg.descriptor_size = uint32_t(d.size());

@@ -271,7 +271,7 @@ impl Start {
 pub struct Config {
     pub slot_size: u64,
     pub capacity: u32,
-    /// 0: the page size
+    /// 0: 64 for slots under 4096 bytes, else 4096 (`shmchan_default_slot_align`)
     pub slot_align: u32,
     /// permission bits; 0: 0600
     pub mode: u32,
@@ -706,7 +706,7 @@ pub struct BroadcastConfig {
     /// readers attached at once, 1 ..= 1024 (default 8)
     pub max_readers: u32,
     pub policy: Policy,
-    /// 0: the page size
+    /// 0: 64 for slots under 4096 bytes, else 4096 (`shmchan_default_slot_align`)
     pub slot_align: u32,
     /// permission bits; 0: 0600
     pub mode: u32,
