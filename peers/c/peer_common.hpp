@@ -469,11 +469,16 @@ inline shmchan_channel *open_channel(const Opts &o, uint64_t message_size)
 					    o.have_shape ? &o.shape : nullptr, o.meta);
 		cfg.descriptor = d.data();
 		cfg.descriptor_size = uint32_t(d.size());
-		int rc = shmchan_create(o.name.c_str(), &cfg, &ch, &diag);
+		/* a NAME with a '/' is the path of a file-backed channel */
+		const bool file = o.name.find('/') != std::string::npos;
+		int rc = file ? shmchan_create_file(o.name.c_str(), &cfg, &ch, &diag)
+			      : shmchan_create(o.name.c_str(), &cfg, &ch, &diag);
 		if (rc)
 			die_rc(rc, std::string("cannot create channel: ") + diag.message);
 	} else {
-		int rc = shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
+		const bool file = o.name.find('/') != std::string::npos;
+		int rc = file ? shmchan_open_file(o.name.c_str(), 5000000000ll, &ch, &diag)
+			      : shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
 		if (rc)
 			die_rc(rc, std::string("cannot open channel: ") + diag.message);
 		if (have) {

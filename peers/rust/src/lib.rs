@@ -300,7 +300,8 @@ pub struct Channel {
 
 impl Channel {
     /// Creates channel `name`; fails if it exists. The name is removed when this handle drops
-    /// (unless [`Channel::persist`] is called).
+    /// (unless [`Channel::persist`] is called). A `name` with a `/` is the path of a file-backed
+    /// channel.
     pub fn create(name: &str, cfg: &Config) -> Result<Channel> {
         let cname = CString::new(name).map_err(|_| Error::new(ErrorKind::Os, "name contains NUL"))?;
         let desc = cfg.descriptor.as_deref().unwrap_or(&[]);
@@ -320,20 +321,29 @@ impl Channel {
         };
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
-        let rc = unsafe { ffi::shmchan_create(cname.as_ptr(), &c, &mut out, &mut diag) };
+        let rc = if name.contains('/') {
+            unsafe { ffi::shmchan_create_file(cname.as_ptr(), &c, &mut out, &mut diag) }
+        } else {
+            unsafe { ffi::shmchan_create(cname.as_ptr(), &c, &mut out, &mut diag) }
+        };
         if rc != 0 {
             return Err(Self::diag_error(rc, &format!("cannot create channel {name:?}"), &diag));
         }
         Ok(Channel { ptr: NonNull::new(out).expect("create returned NULL"), name: name.into(), unlink_on_drop: true })
     }
 
-    /// Opens an existing channel, waiting up to `timeout` (None: 2 s) for a creator still setting it up.
+    /// Opens an existing channel, waiting up to `timeout` (None: 2 s) for a creator still setting it
+    /// up. A `name` with a `/` is the path of a file-backed channel.
     pub fn open(name: &str, timeout: Option<Duration>) -> Result<Channel> {
         let cname = CString::new(name).map_err(|_| Error::new(ErrorKind::Os, "name contains NUL"))?;
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
         let t = timeout_ns(Some(timeout.unwrap_or(Duration::from_secs(2))));
-        let rc = unsafe { ffi::shmchan_open(cname.as_ptr(), t, &mut out, &mut diag) };
+        let rc = if name.contains('/') {
+            unsafe { ffi::shmchan_open_file(cname.as_ptr(), t, &mut out, &mut diag) }
+        } else {
+            unsafe { ffi::shmchan_open(cname.as_ptr(), t, &mut out, &mut diag) }
+        };
         if rc != 0 {
             return Err(Self::diag_error(rc, &format!("cannot open channel {name:?}"), &diag));
         }
