@@ -133,7 +133,13 @@ pub fn channel(o: &Opts, message_size: u64) -> Channel {
     } else {
         let ch = Channel::open(&o.name, Some(Duration::from_secs(5))).unwrap_or_else(|e| die(&e));
         if let Some(s) = &schema {
-            ch.check_schema(s).unwrap_or_else(|e| die(&e));
+            // a descriptor that is no ChannelInfo is no usable schema: incompatible (protocol R47)
+            ch.check_schema(s).unwrap_or_else(|mut e| {
+                if e.kind == ErrorKind::Decode {
+                    e.kind = ErrorKind::Incompatible;
+                }
+                die(&e)
+            });
         }
         ch
     }
