@@ -9,6 +9,7 @@ package (the reference implementation) and gives a verdict per numbered rule of 
 
 from __future__ import annotations
 
-from ._runner import Outcome, Report, run
+from ._peer import Peer, PeerError
+from ._runner import RULES, SCENARIOS, Outcome, Report, run
 
-__all__ = ["Outcome", "Report", "run"]
+__all__ = ["RULES", "SCENARIOS", "Outcome", "Peer", "PeerError", "Report", "run"]

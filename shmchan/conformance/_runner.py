@@ -65,15 +65,16 @@ class Report:
 class Ctx:
     """What a scenario gets: the peer command, unique names, and cleanup of what it made."""
 
-    def __init__(self, peer: list[str], quick: bool) -> None:
+    def __init__(self, peer: list[str], quick: bool, prefix: str) -> None:
         self.peer = peer
         self.quick = quick
+        self.prefix = prefix
         self.peers: list[Peer] = []
         self.names: list[str] = []
         self.dirs: list[str] = []
 
     def name(self) -> str:
-        n = f"conform.{os.getpid()}.{next(_names)}"
+        n = f"{self.prefix}{next(_names)}"
         self.names.append(n)
         return n
 
@@ -782,14 +783,19 @@ def _s19(ctx: Ctx) -> str:
 # ---- running ----
 
 
-def run(peer: list[str], *, quick: bool = False, only: str | None = None,
+def run(peer: list[str], *, quick: bool = False, only: str | None = None, prefix: str | None = None,
         progress: Callable[[Outcome], None] | None = None) -> Report:
-    """Run every scenario (or those matching ``only``, a glob) against ``peer``."""
+    """Run every scenario (or those matching ``only``, a glob) against ``peer``, a command line.
+
+    Channels are named ``prefix`` + a number (default ``conform.<pid>.``); every one is removed
+    before a scenario ends. ``progress`` is called with each scenario's outcome as it ends."""
+    if prefix is None:
+        prefix = f"conform.{os.getpid()}."
     report = Report(peer)
     for name, title, rules, fn in SCENARIOS:
         if only and not fnmatch.fnmatch(name, only):
             continue
-        ctx = Ctx(peer, quick)
+        ctx = Ctx(peer, quick, prefix)
         t0 = time.monotonic()
         try:
             detail = fn(ctx)
