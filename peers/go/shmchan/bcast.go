@@ -395,17 +395,7 @@ func (r *Reader) bcRelease(pos uint64) error {
 		return errf(ErrInvalid, "position %d is not held", pos)
 	}
 	stale := r.Check(Message{Pos: pos})
-	r.released[pos&mask] = true
-	old := r.tail
-	moved := false
-	for r.tail != r.readPos && r.released[r.tail&mask] {
-		r.released[r.tail&mask] = false
-		r.bytes += r.takenLen[r.tail&mask]
-		r.messages++
-		r.tail++
-		moved = true
-	}
-	if moved {
+	if old := r.markReleased(pos); old != r.tail {
 		atomic.StoreUint64(r.placeField(placeCursor), r.tail) // (D2) release: pairs with (E2)
 		atomic.StoreUint64(r.placeField(placeMessages), r.messages)
 		atomic.StoreUint64(r.placeField(placeBytes), r.bytes)

@@ -300,10 +300,10 @@ func (c *Channel) Close() error {
 
 // Unlink removes the channel's name (R8: for its creator, or on its user's request).
 func (c *Channel) Unlink() error {
-	if c.file {
-		return unix.Unlink(c.name)
+	if err := unix.Unlink(c.name); err != nil {
+		return sysErr(err, "cannot remove "+c.name)
 	}
-	return unix.Unlink(c.name)
+	return nil
 }
 
 // Unlink removes the name of the channel NAME.

@@ -304,4 +304,3 @@ func DecodeTensor(msg []byte) (Tensor, error) {
 	tn.Data = msg[off : off+size : off+size]
 	return tn, nil
 }
-

@@ -25,10 +25,10 @@ type Writer struct {
 	full       uint64
 	aborts     uint64
 	// Spin is how long a blocked Reserve polls before it sleeps (default 100 µs).
-	Spin     time.Duration
-	scanSeq  uint64
-	deadGen  []uint64 // BROADCAST: gen + 1 of places found dead
-	closed   bool
+	Spin    time.Duration
+	scanSeq uint64
+	deadGen []uint64 // BROADCAST: gen + 1 of places found dead
+	closed  bool
 }
 
 // Writer attaches this handle as the channel's writer (R14); ErrBusy if one is attached anywhere.
@@ -401,16 +401,7 @@ func (r *Reader) Release(m Message) error {
 	if m.Pos-r.tail >= r.readPos-r.tail || r.released[m.Pos&mask] {
 		return errf(ErrInvalid, "position %d is not held", m.Pos)
 	}
-	r.released[m.Pos&mask] = true
-	moved := false
-	for r.tail != r.readPos && r.released[r.tail&mask] {
-		r.released[r.tail&mask] = false
-		r.bytes += r.takenLen[r.tail&mask]
-		r.messages++
-		r.tail++
-		moved = true
-	}
-	if !moved {
+	if r.markReleased(m.Pos) == r.tail {
 		return nil
 	}
 	atomic.StoreUint64(c.u64(offTail), r.tail) // (D) release: our reads before the writer reuses the slot; pairs with (E)
@@ -418,6 +409,21 @@ func (r *Reader) Release(m Message) error {
 	atomic.StoreUint64(c.u64(offRBytes), r.bytes)
 	notify(c.u32(offTailWake), &r.wakeSeq, c.u32(offWriterWaiting), 1)
 	return nil
+}
+
+// markReleased marks pos released and moves the private tail over the contiguous run of released
+// positions (R25 step 3); it returns the tail before the move.
+func (r *Reader) markReleased(pos uint64) uint64 {
+	mask := uint64(r.c.g.Capacity - 1)
+	r.released[pos&mask] = true
+	old := r.tail
+	for r.tail != r.readPos && r.released[r.tail&mask] {
+		r.released[r.tail&mask] = false
+		r.bytes += r.takenLen[r.tail&mask]
+		r.messages++
+		r.tail++
+	}
+	return old
 }
 
 // RecvBytes copies the next message out and releases it; on an overwrite channel it never

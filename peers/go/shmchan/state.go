@@ -52,7 +52,7 @@ func (b *Board) Read(buf []byte) ([]byte, uint64, error) {
 			}
 			return nil, 0, c.poison("corrupt length %d of state version %d (maximum %d)", n, v, c.g.SlotSize)
 		}
-		buf = append(buf[:0], c.slot(uint32(v&1))[:n]...)
+		buf = append(buf[:0], c.slot(uint32(v & 1))[:n]...)
 		// (M3) acquire: the copy's loads stay before this load on x86-64; pairs with (M1)
 		if atomic.LoadUint64(seqp) == v {
 			return buf, v, nil
@@ -76,4 +76,3 @@ func (b *Board) WaitForChange(ctx context.Context, version uint64, timeout time.
 	}
 	return v, err
 }
-
