@@ -89,9 +89,9 @@ int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uin
 			break;
 		}
 		/*
-		 * (L1) acquire: a writer that closed has published everything it will; pairs with (L0).
-		 * Its last commit may have come after our load of the position above, so the position is
-		 * loaded again before the end (or a dead peer) is believed: else that message is lost.
+		 * A writer's last commit may have come after our load of the position above, so the
+		 * position is loaded again before the end (or a dead peer) is believed: else it is lost.
+		 * (L1) acquire: a writer that closed has published everything it will; pairs with (L0)
 		 */
 		if (wt->ends_on_close && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
 			rc = -SHMCHAN_EENDED;
