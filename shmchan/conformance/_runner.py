@@ -556,7 +556,7 @@ def _s14(ctx: Ctx) -> str:
 
 
 @scenario("bcast-peer-writer", "broadcast: the peer writes (block, then overwrite), Python readers check every "
-          "message", "R35 R37 R38 R39 R40 R42 R43")
+          "message", "R35 R37 R38 R39 R40 R42 R43 R48")
 def _s15(ctx: Ctx) -> str:
     out = []
     for policy in ("block", "overwrite"):
@@ -567,6 +567,8 @@ def _s15(ctx: Ctx) -> str:
         chans = [shmchan.Broadcast.open(name, timeout=10) for _ in range(2)]
         got, lost = [], []
         try:
+            info = chans[0].info  # CorruptChannelError when it disagrees with the header (R48)
+            check(info is None or info.kind == "broadcast", f"the peer's ChannelInfo says {info}")
             readers = [c.reader(start="oldest") for c in chans]
             counts = [0, 0]
             last = [-1, -1]
