@@ -45,3 +45,32 @@ func FuzzValidateHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeFrame: a Frame message from another process is refused or decoded inside its bytes.
+func FuzzDecodeFrame(f *testing.F) {
+	for _, fm := range []PixelFormat{GRAY8, RGB24, NV12, I420} {
+		fw, _ := NewFrameWriter(17, 9, fm)
+		msg := make([]byte, fw.MessageSize())
+		fw.Write(msg, 3, 4)
+		f.Add(msg)
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		fr, err := DecodeFrame(msg)
+		if err != nil {
+			return
+		}
+		if fr.DataOffset+uint64(len(fr.Pixels)) > uint64(len(msg)) || len(fr.Planes) == 0 {
+			t.Fatalf("decoded a frame that does not fit: %+v", fr)
+		}
+	})
+}
+
+// FuzzDecodeChannelInfo: a descriptor is refused or decoded, never a panic.
+func FuzzDecodeChannelInfo(f *testing.F) {
+	frame, _ := BuiltinSchema("frame")
+	f.Add(BuildChannelInfo(ChannelInfo{SlotSize: 100, Capacity: 8, SlotAlign: 64, Payload: &frame, Shape: []int64{1, 2},
+		Metadata: map[string]string{"a": "b"}, NumpyDescr: "x"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = DecodeChannelInfo(data)
+	})
+}
