@@ -31,7 +31,9 @@ int open_verdict(const char *name, double timeout_s)
 	struct shmchan_diag diag;
 	std::memset(&diag, 0, sizeof diag);
 	const int64_t t = int64_t(timeout_s * 1e9);
-	int rc = std::strchr(name, '/') ? shmchan_open_file(name, t, &ch, &diag) : shmchan_open(name, t, &ch, &diag);
+	int rc = std::strncmp(name, "unix:", 5) == 0 ? shmchan_connect(name + 5, t, 0, &ch, &diag)
+		 : std::strchr(name, '/')          ? shmchan_open_file(name, t, &ch, &diag)
+						   : shmchan_open(name, t, &ch, &diag);
 	if (rc == 0) {
 		struct shmchan_info info;
 		shmchan_info(ch, &info);

@@ -476,9 +476,12 @@ inline shmchan_channel *open_channel(const Opts &o, uint64_t message_size)
 		if (rc)
 			die_rc(rc, std::string("cannot create channel: ") + diag.message);
 	} else {
-		const bool file = o.name.find('/') != std::string::npos;
-		int rc = file ? shmchan_open_file(o.name.c_str(), 5000000000ll, &ch, &diag)
-			      : shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
+		/* unix:SOCKET is a sealed channel served on that socket; a NAME with a '/' a file */
+		const bool sealed = o.name.rfind("unix:", 0) == 0;
+		const bool file = !sealed && o.name.find('/') != std::string::npos;
+		int rc = sealed ? shmchan_connect(o.name.c_str() + 5, 5000000000ll, 0, &ch, &diag)
+			 : file ? shmchan_open_file(o.name.c_str(), 5000000000ll, &ch, &diag)
+				: shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
 		if (rc)
 			die_rc(rc, std::string("cannot open channel: ") + diag.message);
 		if (have) {

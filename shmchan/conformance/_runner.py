@@ -435,6 +435,22 @@ def evolved_frame(incompatible: bool) -> PayloadSchema:
     return PayloadSchema("shmchan.fb.Frame", "SHFR", sig)
 
 
+@scenario("sealed-connect", "the peer attaches to a sealed channel Python serves on a Unix socket (one byte 'S' "
+          "with the memfd), and reads every frame", "R6 R34")
+def _s_sealed(ctx: Ctx) -> str:
+    w, h, fmt = FRAME_ARGS["small"]
+    sock = ctx.path() + ".sock"
+    with shmchan.Channel.create_sealed(slot_size=frame_message_size(w, h, fmt), capacity=8) as ch, ch.serve(sock):
+        rc, lines = ctx.start("open", "unix:" + sock, "--timeout", "5").finish(30)
+        check(rc == 0 and bool(lines) and lines[-1].startswith("ok kind=spsc"), f"open gave {rc}: {lines[-1:]}")
+        p = ctx.start("consume", "unix:" + sock, *frame_args("small"), "--schema", "none", "--timeout", "30")
+        p.expect("ready")
+        crc = py_produce(ch, "small", 500)
+        d = p.done()
+    check(d["frames"] == "500" and int(d["crc"], 16) == crc, f"the peer got {d}")
+    return f"500 frames through a sealed channel, crc {crc:08x}"
+
+
 @scenario("schema-evolution", "the peer accepts a compatible evolution of Frame and refuses an incompatible one",
           "R47 R48")
 def _s11(ctx: Ctx) -> str:

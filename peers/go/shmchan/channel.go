@@ -19,8 +19,8 @@ import (
 // mapping. It is an io.Closer; Close is idempotent. A Channel and its Writer, Reader and Board
 // are not safe for concurrent use by several goroutines; use separate Channels for that.
 type Channel struct {
-	name       string // shm name or file path
-	file       bool
+	name       string // shm path, file path, or "memfd:shmchan" for a sealed channel
+	sealed     bool   // an anonymous memfd received from a server (R34): it has no name
 	fd         int
 	mem        []byte
 	g          Geometry
@@ -137,7 +137,7 @@ func create(path string, file bool, cfg Config) (*Channel, error) {
 	if err != nil {
 		return fail(fmt.Errorf("shmchan: mmap of %d bytes: %w", g.TotalSize, err))
 	}
-	c := &Channel{name: path, file: file, fd: fd, mem: mem, g: g, creator: true}
+	c := &Channel{name: path, fd: fd, mem: mem, g: g, creator: true}
 	var now unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &now)
 	g.CreatorPid, g.CreatedNs = uint32(os.Getpid()), uint64(now.Nano())
@@ -174,7 +174,7 @@ func Open(name string, opt OpenOptions) (*Channel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return open(p, false, opt)
+	return open(p, opt)
 }
 
 // OpenFile attaches to a file-backed channel (R7).
@@ -182,7 +182,7 @@ func OpenFile(path string, opt OpenOptions) (*Channel, error) {
 	if path == "" {
 		return nil, errf(ErrInvalid, "empty path")
 	}
-	return open(path, true, opt)
+	return open(path, opt)
 }
 
 func recentlyChanged(st *unix.Stat_t) bool {
@@ -191,16 +191,22 @@ func recentlyChanged(st *unix.Stat_t) bool {
 	return now.Nano()-st.Ctim.Nano() < int64(100*time.Millisecond)
 }
 
-func open(path string, file bool, opt OpenOptions) (*Channel, error) {
+func open(path string, opt OpenOptions) (*Channel, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, sysErr(err, "cannot open "+path)
+	}
+	return attach(fd, path, false, opt)
+}
+
+// attach opens the channel behind fd (R7), which it owns from now on: closed on failure.
+func attach(fd int, path string, sealed bool, opt OpenOptions) (*Channel, error) {
 	timeout := opt.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
 	}
 	deadline := monoNow() + timeout
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, sysErr(err, "cannot open "+path)
-	}
+	var err error
 	fail := func(e error) (*Channel, error) {
 		_ = unix.Close(fd)
 		return nil, e
@@ -248,7 +254,7 @@ func open(path string, file bool, opt OpenOptions) (*Channel, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if err == nil && g.Flags&flagSealed != 0 {
+	if err == nil && g.Flags&flagSealed != 0 && !sealed {
 		err = errf(ErrCorrupt, "the header says sealed memfd, but %s has a name", path)
 	}
 	if err != nil {
@@ -258,7 +264,7 @@ func open(path string, file bool, opt OpenOptions) (*Channel, error) {
 	if err != nil {
 		return fail(fmt.Errorf("shmchan: mmap of %d bytes: %w", g.TotalSize, err))
 	}
-	c := &Channel{name: path, file: file, fd: fd, mem: mem, g: g}
+	c := &Channel{name: path, sealed: sealed, fd: fd, mem: mem, g: g}
 	// the descriptor is immutable: read it once (R47)
 	c.descriptor = append([]byte(nil), mem[g.DescriptorOffset:g.DescriptorOffset+g.DescriptorSize]...)
 	return c, nil
@@ -300,6 +306,9 @@ func (c *Channel) Close() error {
 
 // Unlink removes the channel's name (R8: for its creator, or on its user's request).
 func (c *Channel) Unlink() error {
+	if c.sealed {
+		return errf(ErrInvalid, "a sealed channel has no name")
+	}
 	if err := unix.Unlink(c.name); err != nil {
 		return sysErr(err, "cannot remove "+c.name)
 	}

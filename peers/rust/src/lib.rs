@@ -333,13 +333,17 @@ impl Channel {
     }
 
     /// Opens an existing channel, waiting up to `timeout` (None: 2 s) for a creator still setting it
-    /// up. A `name` with a `/` is the path of a file-backed channel.
+    /// up. A `name` with a `/` is the path of a file-backed channel; `unix:SOCKET` attaches to a
+    /// sealed channel served on that Unix socket.
     pub fn open(name: &str, timeout: Option<Duration>) -> Result<Channel> {
         let cname = CString::new(name).map_err(|_| Error::new(ErrorKind::Os, "name contains NUL"))?;
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
         let t = timeout_ns(Some(timeout.unwrap_or(Duration::from_secs(2))));
-        let rc = if name.contains('/') {
+        let rc = if let Some(sock) = name.strip_prefix("unix:") {
+            let csock = CString::new(sock).map_err(|_| Error::new(ErrorKind::Os, "path contains NUL"))?;
+            unsafe { ffi::shmchan_connect(csock.as_ptr(), t, 0, &mut out, &mut diag) }
+        } else if name.contains('/') {
             unsafe { ffi::shmchan_open_file(cname.as_ptr(), t, &mut out, &mut diag) }
         } else {
             unsafe { ffi::shmchan_open(cname.as_ptr(), t, &mut out, &mut diag) }

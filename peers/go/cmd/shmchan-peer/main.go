@@ -14,7 +14,7 @@
 //	shmchan-peer state reader NAME [--wait] [--timeout S]
 //	shmchan-peer open NAME [--timeout S]
 //
-// NAME with a '/' is a file-backed channel. It prints "ready" when attached and a "done ..." line
+// NAME with a '/' is a file-backed channel; unix:SOCKET is a sealed channel served on that socket. It prints "ready" when attached and a "done ..." line
 // at the end; errors print "error TAG: ..." and exit with the contract's codes.
 package main
 
@@ -137,8 +137,12 @@ func waitForExit() {
 	}
 }
 
+// openAny: NAME, a file path (with a '/'), or unix:SOCKET for a sealed channel served there.
 func openAny(name string, timeout time.Duration) (*shmchan.Channel, error) {
 	opt := shmchan.OpenOptions{Timeout: timeout}
+	if sock, ok := strings.CutPrefix(name, "unix:"); ok {
+		return shmchan.Connect(sock, opt)
+	}
 	if strings.Contains(name, "/") {
 		return shmchan.OpenFile(name, opt)
 	}
