@@ -5,7 +5,8 @@
 // cite its numbered rules (R1, R2, ...) and barrier letters (B, C, ...).
 //
 // A channel is the POSIX shared-memory object /dev/shm/shmchan.NAME (or a regular file) holding a
-// 1024-byte header, a slot table and the slots. Create or Open one, then attach a Writer (one per
+// 1024-byte header, a slot table and the slots. Create or Open one (Connect for a sealed channel
+// served on a Unix socket), then attach a Writer (one per
 // channel) or a Reader (SPSC: one per channel; BROADCAST: one per place, up to max_readers), or
 // read a STATE board with Board. Every handle is an io.Closer; Close is idempotent.
 //
