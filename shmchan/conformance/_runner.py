@@ -423,14 +423,22 @@ def _s10(ctx: Ctx) -> str:
 
 
 def evolved_frame(incompatible: bool) -> PayloadSchema:
-    """Frame's schema evolved as schemas/evolution/ does, edited in its signature text: a new enum value
-    and a trailing field (compatible), or field 3 changed (incompatible)."""
-    sig = frame_schema().signature
+    """Frame's schema evolved as schemas/evolution/ does, edited in its signature text: a new pixel
+    format and a new trailing field (compatible), or field 3 changed (incompatible)."""
+    lines = frame_schema().signature.splitlines()
     if incompatible:
-        sig = sig.replace("field 3 height uint\n", "field 3 rows ushort\n")
+        lines = [ln.replace("field 3 height uint", "field 3 rows ushort") for ln in lines]
     else:
-        sig = sig.replace("value 7 I420\n", "value 7 I420\nvalue 8 YUYV\n")
-        sig = sig.replace("field 7 data_size ulong\n", "field 7 data_size ulong\nfield 8 exposure_ns ulong\n", 1)
+        def extend(header: str, kind: str, item: str) -> None:
+            at = lines.index(header) + 1
+            while at < len(lines) and lines[at].startswith(kind + " "):
+                at += 1
+            last = int(lines[at - 1].split()[1])
+            lines.insert(at, f"{kind} {last + 1} {item}")
+
+        extend("enum shmchan.fb.PixelFormat ubyte", "value", "EXTRA")
+        extend("table shmchan.fb.Frame", "field", "extra_ns ulong")
+    sig = "\n".join(lines) + "\n"
     check(sig != frame_schema().signature, "the Frame signature changed shape; update evolved_frame")
     return PayloadSchema("shmchan.fb.Frame", "SHFR", sig)
 
@@ -470,7 +478,7 @@ def _s11(ctx: Ctx) -> str:
         assert ch.name is not None
         rc, lines = ctx.start("consume", ch.name, *frame_args("small"), "--schema", "frame", "--timeout", "5").finish()
         check(rc == 3, f"opaque descriptor bytes gave exit {rc}, expected 3 (no usable ChannelInfo)")
-    return "frame_next accepted, frame_incompatible and opaque bytes refused"
+    return "a compatible evolution of Frame accepted; an incompatible one and opaque bytes refused"
 
 
 # ---- broadcast ----
