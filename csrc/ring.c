@@ -93,6 +93,7 @@ int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uin
 	if (wt->counted)
 		shmchan_fetch_add32(wt->my_flag, 1);
 	for (;;) {
+		rc = 0;
 		if (!wt->counted)
 			shmchan_write_once32(wt->my_flag, 1);
 		/* (R) full fence: flag store before the re-check below; pairs with (W) in commit/release */
@@ -106,17 +107,26 @@ int shmchan_wait_change(const struct shmchan_waiter *wt, int64_t timeout_ns, uin
 			rc = 0;
 			break;
 		}
-		/* (L1) acquire: a writer that closed has published everything it will; pairs with (L0) */
+		/*
+		 * A writer's last commit may have come after our load of the position above, so the
+		 * position is loaded again before the end (or a dead peer) is believed: else it is lost.
+		 * (L1) acquire: a writer that closed has published everything it will; pairs with (L0)
+		 */
 		if (wt->ends_on_close && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
 			rc = -SHMCHAN_EENDED;
-			break;
-		}
-		if (!checked_alive) {
-			if (!shmchan_peer_alive(wt->ch, wt->peer_is_writer)) {
+		} else if (!checked_alive) {
+			if (!shmchan_peer_alive(wt->ch, wt->peer_is_writer))
 				rc = -SHMCHAN_EPEERDEAD;
-				break;
-			}
 			checked_alive = 1;
+		}
+		if (rc == -SHMCHAN_EENDED || rc == -SHMCHAN_EPEERDEAD) {
+			/* (C)/(E) acquire: pairs with (B)/(D), made before the close or the death */
+			v = shmchan_load_acquire64(wt->watched);
+			if (v != wt->stale) {
+				*seen = v;
+				rc = 0;
+			}
+			break;
 		}
 		{
 			int64_t now = timeout_ns == 0 ? 0 : shmchan_now_ns();
