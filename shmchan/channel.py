@@ -973,23 +973,31 @@ class Writer:
                 self._fail(rc)
         self._head += 1
 
-    def reserve_frame(self, width: int, height: int, pixel_format: _schema.PixelFormat | int | str = "RGB24", *,
-                      seq: int | None = None, timestamp_ns: int | None = None,
-                      timeout: float | None = None) -> _schema.FrameSlot:
+    def reserve_frame(self, width: int, height: int, pixel_format: _schema.PixelFormat | int | str = "RGB24",
+                      **fields: Any) -> _schema.FrameSlot:
         """Reserve a slot for a Frame message: its ``pixels`` array is the slot's pixel area, to fill
-        in place (see shmchan.schema.reserve_frame)."""
-        return _schema.reserve_frame(self, width, height, pixel_format, seq=seq, timestamp_ns=timestamp_ns,
-                                     timeout=timeout)
+        in place. ``pixel_format`` takes shmchan's or FFmpeg's names (``"yuv420p"``); ``fields``:
+        ``seq``, ``timestamp_ns``, ``pts``, ``time_base``, ``duration``, ``keyframe``, the colour
+        fields, ``sample_aspect_ratio``, ``rotation``, ``field_order``, ``row_align``, ``timeout``
+        (see shmchan.schema.reserve_frame)."""
+        return _schema.reserve_frame(self, width, height, pixel_format, channel=self._ch, **fields)
+
+    def send_frame(self, pixels: Any, pixel_format: _schema.PixelFormat | int | str = "RGB24",
+                   **fields: Any) -> None:
+        """Copy an image (``(height, width[, channels])``, or a planar layout) into a Frame message
+        (see shmchan.schema.send_frame)."""
+        _schema.send_frame(self, pixels, pixel_format, channel=self._ch, **fields)
 
     def reserve_tensor(self, shape: Shape, dtype: DtypeLike, *, seq: int | None = None,
                        timestamp_ns: int | None = None, timeout: float | None = None) -> _schema.TensorSlot:
         """Reserve a slot for a Tensor message: fill its ``array`` in place, then commit."""
-        return _schema.reserve_tensor(self, shape, dtype, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout)
+        return _schema.reserve_tensor(self, shape, dtype, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout,
+                                      channel=self._ch)
 
     def send_tensor(self, array: Any, *, seq: int | None = None, timestamp_ns: int | None = None,
                     timeout: float | None = None) -> None:
         """Write ``array`` as a Tensor message (one copy, straight into the slot)."""
-        _schema.send_tensor(self, array, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout)
+        _schema.send_tensor(self, array, seq=seq, timestamp_ns=timestamp_ns, timeout=timeout, channel=self._ch)
 
     def close(self) -> None:
         """Detach: an open reservation is aborted, and a reader that drains the ring then gets
