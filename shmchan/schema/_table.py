@@ -43,7 +43,7 @@ class Field:
     tuple), ``"bytes"`` (a ``[ubyte]`` vector, read as bytes) or ``"string"``.
     """
 
-    __slots__ = ("default", "fid", "fmt", "kind", "limit", "names")
+    __slots__ = ("default", "esize", "fid", "fmt", "kind", "limit", "names", "structs")
 
     def __init__(self, fid: int, names: str | tuple[str, ...], kind: str, fmt: str, default: Any = 0,
                  limit: int = 1 << 16) -> None:
@@ -53,6 +53,8 @@ class Field:
         self.fmt = fmt
         self.default = default
         self.limit = limit
+        self.esize = sum(_SIZES[c] for c in fmt) if kind == "vector" else 1
+        self.structs: dict[int, struct.Struct] = {}  # vector length -> its elements' Struct
 
     @property
     def size(self) -> int:
@@ -151,14 +153,16 @@ class TableSpec:
         if vp > size - 4:
             self._out(vp, size, f"field {f.names[0]!r}")
         count = _U32.unpack_from(hdr, vp)[0]
-        esize = sum(_SIZES[c] for c in f.fmt) if f.kind == "vector" else 1
         if count > f.limit:
             self.fail(f"field {f.names[0]!r} has {count} elements (at most {f.limit})")
-        end = vp + 4 + count * esize
+        end = vp + 4 + count * f.esize
         if end > size:
             self._out(end, size, f"field {f.names[0]!r}")
         if f.kind == "vector":
-            return struct.unpack_from(f"<{f.fmt * count}", hdr, vp + 4)
+            st = f.structs.get(count)
+            if st is None:
+                st = f.structs[count] = struct.Struct(f"<{f.fmt * count}")
+            return st.unpack_from(hdr, vp + 4)
         data = hdr[vp + 4 : end]
         if f.kind == "bytes":
             return data

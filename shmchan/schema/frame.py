@@ -10,6 +10,8 @@ rotation and field order travel with the frame, as do a signed ``pts`` with its 
 from __future__ import annotations
 
 import enum
+import time
+import weakref
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -625,8 +627,9 @@ def _template(width: int, height: int, pixel_format: PixelFormat | int | str, ro
     return t
 
 
-def _static(time_base: Any, color_matrix: Any, color_range: Any, color_primaries: Any, color_transfer: Any,
-            sample_aspect_ratio: Any, rotation: int, field_order: Any) -> tuple[int, ...]:
+def _static(time_base: Any = None, color_matrix: Any = 2, color_range: Any = 0, color_primaries: Any = 2,
+            color_transfer: Any = 2, sample_aspect_ratio: Any = None, rotation: int = 0,
+            field_order: Any = 0) -> tuple[int, ...]:
     if rotation not in (0, 90, 180, 270):
         raise ValueError(f"rotation must be 0, 90, 180 or 270 degrees, got {rotation}")
     return (*rational(time_base, "time_base"), _enum(ColorMatrix, color_matrix, "color_matrix"),
@@ -684,42 +687,43 @@ def reserve_frame(
     seq: int | None = None,
     timestamp_ns: int | None = None,
     pts: int | None = None,
-    time_base: Fraction | tuple[int, int] | None = None,
     duration: int = 0,
     keyframe: bool = False,
-    color_matrix: ColorMatrix | int | str = ColorMatrix.Unspecified,
-    color_range: ColorRange | int | str = ColorRange.Unspecified,
-    color_primaries: ColorPrimaries | int | str = ColorPrimaries.Unspecified,
-    color_transfer: ColorTransfer | int | str = ColorTransfer.Unspecified,
-    sample_aspect_ratio: Fraction | tuple[int, int] | None = None,
-    rotation: int = 0,
-    field_order: FieldOrder | int | str = FieldOrder.Unknown,
-    row_align: int = 1,
     timeout: float | None = None,
     channel: Channel | None = None,
+    **media: Any,
 ) -> FrameSlot:
     """Reserve a slot for one frame: the Frame header is written at its start, and the returned
     slot's ``pixels`` array is the pixel area of the same slot (64-byte aligned) to fill in place.
 
-    ``seq`` defaults to the writer's stream position, ``timestamp_ns`` to CLOCK_REALTIME. ``pts``
-    (signed, in ``time_base`` units), ``duration``, ``keyframe``, the colour fields, the sample
-    aspect ratio, ``rotation`` and ``field_order`` are carried as given. ``row_align`` pads each
-    row to a multiple of that many bytes. ``channel``: check (once) that it carries Frames.
-    The header is built once per geometry; per frame only seq, timestamps and the key flag are
-    written into the slot.
+    ``seq`` defaults to the writer's stream position (``Writer.position``), ``timestamp_ns`` to
+    CLOCK_REALTIME. ``pts`` (signed, in time-base units), ``duration`` and ``keyframe`` are carried
+    as given, and so are the ``media`` fields: ``time_base`` (a Fraction or (num, den)),
+    ``color_matrix``, ``color_range``, ``color_primaries``, ``color_transfer`` (enums, their names
+    or H.273 numbers), ``sample_aspect_ratio``, ``rotation`` (0, 90, 180, 270) and ``field_order``;
+    ``row_align`` pads each row to a multiple of that many bytes. ``channel``: check (once) that it
+    carries Frames. The header is built once per geometry and set of media fields; per frame only
+    seq, timestamp, pts and duration are written into the slot.
     """
-    if channel is not None:
+    if channel is not None and channel is not _CHECKED[0]():
         check_schema(channel, frame_schema())
-    static = _DEFAULT_STATIC if (time_base is None and sample_aspect_ratio is None and rotation == 0
-                                 and color_matrix == 2 and color_range == 0 and color_primaries == 2
-                                 and color_transfer == 2 and field_order == 0) else \
-        _static(time_base, color_matrix, color_range, color_primaries, color_transfer, sample_aspect_ratio, rotation,
-                field_order)
+        _CHECKED[0] = weakref.ref(channel)
     key = bool(keyframe)
-    t = _template(width, height, pixel_format, row_align, static, (pts is not None, duration != 0, key))
-    s, ts = stamp(writer, seq, timestamp_ns)
-    p = media_time(pts)
-    d = media_time(duration, "duration")
+    dyn = (pts is not None, duration != 0, key)
+    if media:
+        row_align = int(media.pop("row_align", 1))
+        static = _static(**media)
+    else:
+        row_align, static = 1, _DEFAULT_STATIC
+    t = _TEMPLATES.get((width, height, pixel_format, row_align, static, dyn))
+    if t is None:
+        t = _template(width, height, pixel_format, row_align, static, dyn)
+    s = writer.position if seq is None else seq
+    ts = time.time_ns() if timestamp_ns is None else timestamp_ns
+    if not (0 <= s < _U64 and 0 <= ts < _U64):
+        stamp(writer, s, ts)  # raises, naming the field
+    p = NOPTS if pts is None else media_time(pts)
+    d = duration if duration == 0 else media_time(duration, "duration")
     try:
         slot = writer.reserve(t.size, timeout)
     except ValueError as exc:
@@ -729,12 +733,20 @@ def reserve_frame(
         view = slot.buffer
         t.template.write(view, (s, ts, p, d))
         v = t.values
-        vals = (s, ts, *v[2:8], p, v[_TBN], v[_TBD], d, key, *v[13:])
-        frame = FrameView(vals, t.geometry, view)
+        frame = FrameView((s, ts, *v[2:8], p, v[_TBN], v[_TBD], d, key, *v[13:]), t.geometry, view)
     except BaseException:
         slot.abort()
         raise
     return FrameSlot(slot, frame)
+
+
+def _nothing() -> None:
+    return None
+
+
+#: the channel whose payload schema was checked last (a weak reference)
+_CHECKED: list[Any] = [_nothing]
+_U64 = 1 << 64
 
 
 def send_frame(writer: Writer, pixels: npt.ArrayLike, pixel_format: PixelFormat | int | str = PixelFormat.RGB24,
