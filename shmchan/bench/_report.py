@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _media
+
 NATIVE_KEY = "shmchan-c"
 NATIVE_LABEL = "shmchan C<->C (native)"
 
@@ -353,6 +355,7 @@ def terminal_report(doc: dict[str, Any]) -> str:
         parts.append("floors: " + floors_line(fl))
     if doc.get("fanout") is not None:
         parts.append(fanout_title(doc) + ":\n" + text_table(FANOUT_HEAD, fanout_rows(doc["fanout"])))
+    parts += _media.text(doc)
     parts.append(noise_line(doc))
     tg = doc.get("targets", [])
     if tg:
@@ -445,6 +448,9 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
             out += [f"![{p}]({p})", ""]
     if doc.get("fanout") is not None:
         out += fanout_markdown(doc, FANOUT_PLOT in plots)
+    media = _media.text(doc)
+    if media:
+        out += ["## Media", "", "```", *media, "```", "", _media.__doc__ or "", ""]
     if res:
         out += ["## Every figure", ""]
     lat_head = ["system", "mode", "payload", "n", "p50 us", "p99 us", "p99.9 us", "max us", "CPU a us/rt",

@@ -65,19 +65,26 @@ class Field:
 class _Plan:
     """A compiled shape: one Struct for every present inline field, and the offset fields to follow."""
 
-    __slots__ = ("getter", "ndefaults", "offsets", "struct")
+    __slots__ = ("getter", "offsets", "struct", "vrun")
 
     def __init__(self, st: struct.Struct, getter: Callable[[tuple[Any, ...]], tuple[Any, ...]],
-                 offsets: list[tuple[int, int, Field]]) -> None:
+                 offsets: list[tuple[int, int, Field]],
+                 vrun: tuple[int, int, struct.Struct, tuple[int, ...]] | None) -> None:
         self.struct = st
         self.getter = getter
         self.offsets = offsets  # (output index, field position, field)
+        self.vrun = vrun  # the per-message fields, when adjacent: (start, end, their Struct, output indices)
 
 
 class TableSpec:
     """The fields shmchan reads from one root table, in output order."""
 
-    def __init__(self, what: str, ident: bytes, fields: Sequence[Field]) -> None:
+    def __init__(self, what: str, ident: bytes, fields: Sequence[Field], volatile: Sequence[str] = ()) -> None:
+        """``volatile``: the fields that change from message to message of one stream (seq,
+        timestamps): a message whose other header bytes equal the last one's is read by unpacking
+        only those."""
+        self.volatile = frozenset(volatile)
+        self._fast: tuple[Any, ...] | None = None
         self.what = what
         self.ident = ident
         self.fields = list(fields)
@@ -98,6 +105,16 @@ class TableSpec:
     def read(self, buf: Any, n: int) -> tuple[tuple[Any, ...], bytes]:
         """(values in output order, the private header copy) of the message in ``buf`` (``n`` bytes)."""
         hdr = bytes(buf[: min(n, _FIRST_COPY)])
+        fast = self._fast
+        if fast is not None:
+            # the same header as the last message but for the per-message fields: the bytes the full
+            # parse looked at are equal (in the private copy), so its result holds but for those
+            a, b, extent, pre, post, st, idx, vals = fast
+            if len(hdr) >= extent and hdr[:a] == pre and hdr[b:extent] == post:
+                out = list(vals)
+                for i, v in zip(idx, st.unpack_from(hdr, a), strict=True):
+                    out[i] = v
+                return tuple(out), hdr
         while True:
             try:
                 return self._parse(hdr), hdr
@@ -134,18 +151,23 @@ class TableSpec:
         if plan is None:
             plan = self._compile(root, tsize, key[2])
         vals = plan.getter(plan.struct.unpack_from(hdr, root) + self.defaults)
-        if not plan.offsets:
-            return vals
-        out = list(vals)
-        for i, pos, f in plan.offsets:
-            out[i] = self._follow(hdr, pos, out[i], f)
-        return tuple(out)
+        extent = max(vt + vsize, root + tsize)
+        if plan.offsets:
+            out = list(vals)
+            for i, pos, f in plan.offsets:
+                out[i], end = self._follow(hdr, pos, out[i], f)
+                extent = max(extent, end)
+            vals = tuple(out)
+        if plan.vrun is not None:
+            a, b, st, idx = plan.vrun
+            self._fast = (a, b, extent, hdr[:a], hdr[b:extent], st, idx, vals)
+        return vals
 
     @staticmethod
     def _out(pos: int, size: int, what: str) -> NoReturn:
         raise _NeedMore(what, pos)
 
-    def _follow(self, hdr: bytes, pos: int, uoff: int, f: Field) -> Any:
+    def _follow(self, hdr: bytes, pos: int, uoff: int, f: Field) -> tuple[Any, int]:
         size = len(hdr)
         vp = pos + uoff
         if vp & 3:
@@ -162,12 +184,12 @@ class TableSpec:
             st = f.structs.get(count)
             if st is None:
                 st = f.structs[count] = struct.Struct(f"<{f.fmt * count}")
-            return st.unpack_from(hdr, vp + 4)
+            return st.unpack_from(hdr, vp + 4), end
         data = hdr[vp + 4 : end]
         if f.kind == "bytes":
-            return data
+            return data, end
         try:
-            return data.decode()
+            return data.decode(), end
         except UnicodeDecodeError:
             self.fail(f"field {f.names[0]!r} is not UTF-8")
 
@@ -175,6 +197,7 @@ class TableSpec:
         nslots = len(vtab) // 2
         slots = struct.unpack(f"<{nslots}H", vtab)
         present: list[tuple[int, str, list[int]]] = []  # (offset in table, codes, output indices)
+        vol: list[tuple[int, str, int]] = []
         offsets: list[tuple[int, int, Field]] = []
         out = 0
         for f in self.fields:
@@ -187,6 +210,8 @@ class TableSpec:
                 self.fail(f"field {f.names[0]!r} at {off} outside its table of {tsize} bytes")
             if f.kind in ("scalar", "struct"):
                 present.append((off, f.fmt, idx))
+                if f.kind == "scalar" and f.names[0] in self.volatile:
+                    vol.append((root + off, f.fmt, idx[0]))
             else:
                 present.append((off, "I", idx))
                 offsets.append((idx[0], root + off, f))
@@ -204,7 +229,12 @@ class TableSpec:
         where = {o: k for k, o in enumerate(order)}
         pick = [where.get(i, n + i) for i in range(len(self.names))]
         getter = itemgetter(*pick) if len(pick) > 1 else (lambda t, p=pick[0]: (t[p],))
-        plan = _Plan(struct.Struct(fmt), getter, offsets)
+        vol.sort()
+        vrun = None
+        if vol and all(vol[i][0] + _SIZES[vol[i][1]] == vol[i + 1][0] for i in range(len(vol) - 1)):
+            vfmt = "<" + "".join(c for _, c, _ in vol)
+            vrun = (vol[0][0], vol[0][0] + struct.calcsize(vfmt), struct.Struct(vfmt), tuple(i for _, _, i in vol))
+        plan = _Plan(struct.Struct(fmt), getter, offsets, vrun)
         if len(self._plans) >= 64:
             self._plans.clear()
         self._plans[(root, tsize, vtab)] = plan
@@ -252,16 +282,14 @@ class Template:
                 runs[-1] = (runs[-1][0], runs[-1][1] + code, [*runs[-1][2], k])
             else:
                 runs.append((p, code, [k]))
-        self.packers = [(p, struct.Struct("<" + codes).pack_into, ks) for p, codes, ks in runs]
+        self.packers = [(p, struct.Struct("<" + codes).pack_into, itemgetter(*ks) if len(ks) > 1 else
+                         (lambda v, k=ks[0]: (v[k],))) for p, codes, ks in runs]
 
     def write(self, view: Any, values: Sequence[Any]) -> None:
         """Copy the header (and the zeros up to the payload) into ``view``, then stamp ``values``."""
         view[: len(self.data)] = self.data
-        for p, pack_into, ks in self.packers:
-            if len(ks) == 1:
-                pack_into(view, p, values[ks[0]])
-            else:
-                pack_into(view, p, *[values[k] for k in ks])
+        for p, pack_into, get in self.packers:
+            pack_into(view, p, *get(values))
 
 
 def round_up(n: int, a: int) -> int:

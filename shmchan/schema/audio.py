@@ -82,7 +82,7 @@ AUDIO = TableSpec("Audio message", AUDIO_IDENT, [
     Field(10, ("time_base_num", "time_base_den"), "struct", "ii", (0, 0)),
     Field(11, "data_offset", "scalar", "Q"),
     Field(12, "data_size", "scalar", "Q"),
-])
+], volatile=("seq", "timestamp_ns", "pts"))
 
 
 class AudioView:

@@ -263,7 +263,7 @@ FRAME = TableSpec("Frame message", FRAME_IDENT, [
     Field(16, ("sar_num", "sar_den"), "struct", "ii", (0, 0)),
     Field(17, "rotation", "scalar", "H"),
     Field(18, "field_order", "scalar", "B"),
-])
+], volatile=("seq", "timestamp_ns", "pts", "duration"))
 _I = FRAME.index
 _SEQ, _TS, _W, _H, _FMT, _PLANES, _DOFF, _DSIZE = (_I[n] for n in (
     "seq", "timestamp_ns", "width", "height", "pixel_format", "planes", "data_offset", "data_size"))

@@ -36,7 +36,7 @@ PACKET = TableSpec("Packet message", PACKET_IDENT, [
     Field(10, "data_size", "scalar", "Q"),
     Field(11, "width", "scalar", "I"),
     Field(12, "height", "scalar", "I"),
-])
+], volatile=("seq", "timestamp_ns", "pts", "dts", "duration"))
 
 
 class PacketView:

@@ -31,7 +31,7 @@ TENSOR = TableSpec("Tensor message", TENSOR_IDENT, [
     Field(4, "data_size", "scalar", "Q"),
     Field(5, "seq", "scalar", "Q"),
     Field(6, "timestamp_ns", "scalar", "Q"),
-])
+], volatile=("seq", "timestamp_ns"))
 _NP = {k: np.dtype(v) for k, v in _NP_OF_DTYPE.items()}
 
 
