@@ -236,6 +236,9 @@ def _collect(label: str, procs: list[Any], go: Any, out: Any, timeout: float) ->
                 raise RuntimeError(f"the {label} pipeline failed ({why})") from None
     for p in procs:
         p.join(30)
+        p.close()
+    out.close()
+    out.join_thread()
     return _result(label, got)
 
 

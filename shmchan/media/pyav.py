@@ -105,6 +105,10 @@ def to_av_frame(msg_or_frame: Message | _frame.FrameView) -> Any:
         if px.ndim == 1:
             raise ValueError("not a standard layout")
         vf = av.VideoFrame.from_numpy_buffer(px, name)
+        layout = _frame.plane_layout(f.pixel_format, f.width, f.height)
+        if (vf.width, vf.height) != (f.width, f.height) or [p.line_size for p in vf.planes] != list(f.strides) or any(
+                p.line_size * p.height < s * r for p, (_, s, r) in zip(vf.planes, layout, strict=True)):
+            raise ValueError("PyAV would see another geometry")
     except (ValueError, TypeError):
         vf = av.VideoFrame(f.width, f.height, name)
         for src, dst in zip(f.planes, vf.planes, strict=True):

@@ -203,8 +203,9 @@ def _template(samples: int, sample_format: SampleFormat | int | str, channels: i
 
 def audio_message_size(samples: int, sample_format: SampleFormat | int | str, channels: int, *,
                        planar: bool | None = None, channel_layout: str = "") -> int:
-    """Bytes an Audio message of this shape takes in a slot."""
-    return _template(samples, sample_format, channels, 48000, planar, channel_layout, None).size
+    """Bytes an Audio message of this shape takes in a slot (with ``channel_layout`` empty: room for
+    a layout name of up to 32 characters, and a time base)."""
+    return _template(samples, sample_format, channels, 48000, planar, channel_layout or "x" * 32, (1, 1)).size
 
 
 def reserve_audio(writer: Writer, samples: int, sample_format: SampleFormat | int | str, channels: int,

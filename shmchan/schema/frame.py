@@ -727,8 +727,11 @@ def reserve_frame(
     try:
         slot = writer.reserve(t.size, timeout)
     except ValueError as exc:
-        raise ValueError(f"a {width}x{height} {t.geometry.fmt.name} Frame message takes {t.size} bytes "
-                         f"(shmchan.frame_message_size({width}, {height}, {t.geometry.fmt.name!r})): {exc}") from None
+        name = t.geometry.fmt.name
+        raise ValueError(f"a {width}x{height} {name} Frame message takes {t.size} bytes: {exc}; size the channel's "
+                         f"slots with shmchan.frame_message_size({width}, {height}, {name!r}) "
+                         f"({frame_message_size(width, height, name, row_align=row_align)} bytes, room for "
+                         "every media field)") from None
     try:
         view = slot.buffer
         t.template.write(view, (s, ts, p, d))
