@@ -536,3 +536,18 @@ def test_readme_names_the_decode_error_offset_keyword_and_dlpack_note() -> None:
     with pytest.raises(shmchan.ShmchanDecodeError) as ei:
         S.decode_frame(memoryview(b"\0" * 16))
     assert "ShmchanDecodeError" in repr(ei.value)
+
+
+def test_dlpack_shares_a_message_array_and_old_importers_get_buffer_error(unique_name: str) -> None:
+    """np.from_dlpack shares a received array without a copy (still read-only); a DLPack importer
+    that asks without max_version gets BufferError, as the README says."""
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=2) as ch:
+        w, r = ch.writer(), ch.reader()
+        w.send(bytes(range(64)))
+        with r.recv(timeout=1) as msg:
+            a = msg.ndarray()
+            b = np.from_dlpack(a)
+            assert b.ctypes.data == a.ctypes.data and not b.flags.writeable and b[5] == 5
+            with pytest.raises(BufferError):
+                a.__dlpack__()
+            del a, b
