@@ -8,6 +8,9 @@ from fractions import Fraction
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import numpy.typing as npt
+
+from .. import errors as E
 from .info import _check_payload
 
 if TYPE_CHECKING:
@@ -100,3 +103,22 @@ class PayloadSlot:
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self._drop()
         self._slot.__exit__(t, v, tb)
+
+
+class ArraySlot(PayloadSlot):
+    """A PayloadSlot whose payload is one writable array (Tensor, Packet and Audio messages)."""
+
+    __slots__ = ("_array",)
+    _what = "message"
+
+    def __init__(self, slot: Slot, array: npt.NDArray[Any]) -> None:
+        super().__init__(slot)
+        self._array: npt.NDArray[Any] | None = array
+
+    def _payload(self) -> npt.NDArray[Any]:
+        if self._array is None:
+            raise E.MessageReleasedError(f"this {self._what} was already committed or aborted")
+        return self._array
+
+    def _drop(self) -> None:
+        self._array = None

@@ -12,13 +12,12 @@ import flatbuffers
 import numpy as np
 import numpy.typing as npt
 
-from .. import errors as E
-from ._payload import DATA_ALIGN, NOPTS, PayloadSlot, as_fraction, check_schema, media_time, rational, stamp
+from ._payload import DATA_ALIGN, NOPTS, ArraySlot, as_fraction, check_schema, media_time, rational, stamp
 from ._table import Field, TableSpec, Template, round_up
 from .compat import audio_schema
 
 if TYPE_CHECKING:
-    from ..channel import Channel, Slot, Writer
+    from ..channel import Channel, Writer
 
 AUDIO_IDENT = b"SHAU"
 MAX_CHANNELS = 64
@@ -110,24 +109,16 @@ class AudioView:
                 f"{' planar' if self.planar else ''} @ {self.sample_rate} Hz>")
 
 
-class AudioSlot(PayloadSlot):
+class AudioSlot(ArraySlot):
     """A reserved slot holding an Audio header; fill ``array`` in place, then commit."""
 
-    __slots__ = ("_array",)
-
-    def __init__(self, slot: Slot, array: npt.NDArray[Any]) -> None:
-        super().__init__(slot)
-        self._array: npt.NDArray[Any] | None = array
+    __slots__ = ()
+    _what = "audio block"
 
     @property
     def array(self) -> npt.NDArray[Any]:
         """The writable samples: ``(channels, samples)`` planar, ``(samples, channels)`` interleaved."""
-        if self._array is None:
-            raise E.MessageReleasedError("this audio block was already committed or aborted")
-        return self._array
-
-    def _drop(self) -> None:
-        self._array = None
+        return self._payload()
 
     def __enter__(self) -> AudioSlot:
         return self

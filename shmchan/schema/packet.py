@@ -11,13 +11,12 @@ import flatbuffers
 import numpy as np
 import numpy.typing as npt
 
-from .. import errors as E
-from ._payload import DATA_ALIGN, NOPTS, PayloadSlot, as_fraction, check_schema, media_time, rational, stamp
+from ._payload import DATA_ALIGN, NOPTS, ArraySlot, as_fraction, check_schema, media_time, rational, stamp
 from ._table import Field, TableSpec, Template, round_up
 from .compat import packet_schema
 
 if TYPE_CHECKING:
-    from ..channel import Channel, Slot, Writer
+    from ..channel import Channel, Writer
 
 PACKET_IDENT = b"SHPK"
 MAX_EXTRADATA = 1 << 12  # codec configuration bytes carried in the header (FlatBuffer limit: 4 KiB in all)
@@ -63,24 +62,16 @@ class PacketView:
         return f"<PacketView seq={self.seq} {self.codec} {self.data.size} B pts={self.pts} key={self.keyframe}>"
 
 
-class PacketSlot(PayloadSlot):
+class PacketSlot(ArraySlot):
     """A reserved slot holding a Packet header; write the compressed bytes into ``data``, then commit."""
 
-    __slots__ = ("_data",)
-
-    def __init__(self, slot: Slot, data: npt.NDArray[np.uint8]) -> None:
-        super().__init__(slot)
-        self._data: npt.NDArray[np.uint8] | None = data
+    __slots__ = ()
+    _what = "packet"
 
     @property
     def data(self) -> npt.NDArray[np.uint8]:
         """The writable bytes of the packet (until commit or abort)."""
-        if self._data is None:
-            raise E.MessageReleasedError("this packet was already committed or aborted")
-        return self._data
-
-    def _drop(self) -> None:
-        self._data = None
+        return self._payload()
 
     def __enter__(self) -> PacketSlot:
         return self

@@ -12,14 +12,13 @@ import flatbuffers
 import numpy as np
 import numpy.typing as npt
 
-from .. import errors as E
-from ._payload import DATA_ALIGN, PayloadSlot, check_schema, stamp
+from ._payload import DATA_ALIGN, ArraySlot, check_schema, stamp
 from ._table import Field, TableSpec, Template, round_up
 from .compat import tensor_schema
 from .info import _NP_OF_DTYPE, MAX_DIMS, _dtype_code
 
 if TYPE_CHECKING:
-    from ..channel import Channel, Slot, Writer
+    from ..channel import Channel, Writer
 
 TENSOR_IDENT = b"SHTN"
 
@@ -44,24 +43,16 @@ class TensorView:
     array: npt.NDArray[Any] = field(repr=False)
 
 
-class TensorSlot(PayloadSlot):
+class TensorSlot(ArraySlot):
     """A reserved slot holding a Tensor header; fill ``array`` in place, then commit."""
 
-    __slots__ = ("_array",)
-
-    def __init__(self, slot: Slot, array: npt.NDArray[Any]) -> None:
-        super().__init__(slot)
-        self._array: npt.NDArray[Any] | None = array
+    __slots__ = ()
+    _what = "tensor"
 
     @property
     def array(self) -> npt.NDArray[Any]:
         """The writable array of the tensor's elements (until commit or abort)."""
-        if self._array is None:
-            raise E.MessageReleasedError("this tensor was already committed or aborted")
-        return self._array
-
-    def _drop(self) -> None:
-        self._array = None
+        return self._payload()
 
     def __enter__(self) -> TensorSlot:
         return self
