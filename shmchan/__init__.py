@@ -39,9 +39,10 @@ from .errors import (
     LappedError,
     MessageReleasedError,
     PeerDeadError,
+    ShmchanDecodeError,
     ShmchanError,
 )
-from .schema import DecodeError as ShmchanDecodeError
+from .schema import frame_message_size
 from .state import State, StateWriter
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "Writer",
     "__version__",
     "cleanup_stale",
+    "frame_message_size",
     "is_stale",
     "reclaim_stale",
     "unlink",

@@ -1690,21 +1690,25 @@ static PyObject *writer_exit(WriterObject *self, PyObject *args)
 static PyObject *call_hook(const char *name, PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 			   PyObject *kwnames)
 {
-	PyObject *stack[8], *fn = hooks ? PyDict_GetItemString(hooks, name) : NULL;
+	PyObject *small[16], **stack = small, *fn = hooks ? PyDict_GetItemString(hooks, name) : NULL, *res;
 	Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, i;
 
 	if (!fn) {
 		PyErr_Format(PyExc_RuntimeError, "shmchan: %s is not available (shmchan.schema was not imported)", name);
 		return NULL;
 	}
-	if (nargs + nkw + 1 > 8) {
-		PyErr_Format(PyExc_TypeError, "%s() got too many arguments", name);
-		return NULL;
+	if (nargs + nkw + 1 > 16) {
+		stack = PyMem_Malloc((size_t)(nargs + nkw + 1) * sizeof(PyObject *));
+		if (!stack)
+			return PyErr_NoMemory();
 	}
-	stack[0] = self;
+	stack[0] = self; /* the hook gets the object first, then the caller's arguments */
 	for (i = 0; i < nargs + nkw; i++)
 		stack[i + 1] = args[i];
-	return PyObject_Vectorcall(fn, stack, (size_t)(nargs + 1), kwnames);
+	res = PyObject_Vectorcall(fn, stack, (size_t)(nargs + 1), kwnames);
+	if (stack != small)
+		PyMem_Free(stack);
+	return res;
 }
 
 #define HOOK_METHOD(fname, hook)                                                                        \

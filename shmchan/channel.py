@@ -675,20 +675,23 @@ def _tensor(msg: Message) -> Any:
     return _schema.decode_tensor(msg.buffer).array
 
 
+# the channel goes along so its payload schema is checked (once per channel handle)
+
+
 def _reserve_frame(w: Writer, *args: Any, **kwargs: Any) -> Any:
-    return _schema.reserve_frame(w, *args, **kwargs)
+    return _schema.reserve_frame(w, *args, channel=w.channel, **kwargs)
 
 
 def _send_frame(w: Writer, *args: Any, **kwargs: Any) -> Any:
-    return _schema.send_frame(w, *args, **kwargs)
+    return _schema.send_frame(w, *args, channel=w.channel, **kwargs)
 
 
 def _reserve_tensor(w: Writer, *args: Any, **kwargs: Any) -> Any:
-    return _schema.reserve_tensor(w, *args, **kwargs)
+    return _schema.reserve_tensor(w, *args, channel=w.channel, **kwargs)
 
 
 def _send_tensor(w: Writer, *args: Any, **kwargs: Any) -> Any:
-    return _schema.send_tensor(w, *args, **kwargs)
+    return _schema.send_tensor(w, *args, channel=w.channel, **kwargs)
 
 
 for _name, _fn in (("frame", _frame), ("tensor", _tensor), ("reserve_frame", _reserve_frame),

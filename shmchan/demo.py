@@ -1,5 +1,6 @@
 """``shmchan demo``: stream synthetic video frames between two processes, verify them, and compare
-with the same stream sent through ``multiprocessing.Queue`` in the same run."""
+with the same stream sent through ``multiprocessing.Queue`` in the same run; ``--video [FILE]``: the
+same with a real video decoded by PyAV, hashed and re-encoded (shmchan.media.pipeline)."""
 
 from __future__ import annotations
 
@@ -184,7 +185,53 @@ def run_demo(frames: int, width: int, height: int, capacity: int, baseline: bool
     return results
 
 
+def _video_main(args: argparse.Namespace) -> int:
+    """``shmchan demo --video [FILE]``: a real video, decoded by PyAV, through shmchan and through
+    multiprocessing.Queue (shmchan.media.pipeline)."""
+    try:
+        from .media import pipeline
+    except ImportError as exc:  # pragma: no cover - without the media extra
+        print(f"shmchan demo --video needs PyAV: pip install 'shmchan[media]' ({exc})", file=sys.stderr)
+        return 2
+    frames = args.frames if args.frames_given else None
+    with pipeline.temp_dir() as work:
+        if not args.video:
+            n = frames or 300
+            if not args.json:
+                print(f"shmchan demo --video: no file given; encoding a {args.width}x{args.height} H.264 test video of "
+                      f"{n} frames with PyAV (libx264)")
+            path = pipeline.ensure_video(None, work, args.width, args.height, n)
+        else:
+            path = pipeline.ensure_video(args.video, work)
+        if not args.json:
+            print(f"  {path}: a producer process decodes it with PyAV and sends every frame; a consumer process "
+                  "hashes every frame (checked against the producer's hash) and re-encodes it "
+                  f"({args.encoder}); then the same through multiprocessing.Queue")
+        results = pipeline.run_video(path, frames=frames, capacity=args.capacity, encoder=args.encoder,
+                                     output=args.output, queue_baseline=not args.no_baseline)
+    ok = all(r.errors == 0 and r.frames > 0 for r in results)
+    if args.json:
+        doc: dict[str, Any] = {"video": args.video or "generated", "results": [
+            {"transport": r.transport, "frames": r.frames, "verified": r.verified, "errors": r.errors,
+             "seconds": r.seconds, "fps": r.fps, "cpu_ms_per_frame": r.cpu_ms_per_frame,
+             "first_error": r.first_error} for r in results]}
+        if len(results) == 2 and results[1].fps > 0:
+            doc["speedup"] = results[0].fps / results[1].fps
+        print(json.dumps(doc, indent=2))
+        return 0 if ok else 1
+    for r in results:
+        line = (f"  {r.transport:<22} {r.fps:8.1f} frames/s  {r.cpu_ms_per_frame:7.2f} ms CPU per frame  "
+                f"verified {r.verified}/{r.frames}, errors {r.errors}")
+        print(line + (f"  first error: {r.first_error}" if r.first_error else ""))
+    if len(results) == 2 and results[1].fps > 0:
+        print(f"  shmchan is {results[0].fps / results[1].fps:.2f}x the frames/s of multiprocessing.Queue, "
+              f"{results[1].cpu_ms_per_frame / max(results[0].cpu_ms_per_frame, 1e-9):.2f}x less CPU per frame")
+    return 0 if ok else 1
+
+
 def _main(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        return _video_main(args)
     frame_bytes = args.height * args.width * 3
     if not args.json:
         print(f"shmchan demo: {args.frames} frames of {args.width}x{args.height} RGB ({frame_bytes / 1e6:.1f} MB), "
@@ -233,10 +280,28 @@ def add_parser(sub: Any) -> None:
         "shmchan channel (written and read in place), verify every frame, then send the same stream "
         "through multiprocessing.Queue and print frames/s, GB/s and the ratio.",
     )
-    p.add_argument("--frames", type=_positive, default=600, help="frames to send (default 600)")
-    p.add_argument("--width", type=_positive, default=1920, help="frame width (default 1920)")
-    p.add_argument("--height", type=_positive, default=1080, help="frame height (default 1080)")
+    p.add_argument("--frames", type=_positive, help="frames to send (default 600; --video: the whole file, or 300 "
+                   "for a generated one)")
+    p.add_argument("--width", type=_positive, help="frame width (default 1920; a generated --video: 1280)")
+    p.add_argument("--height", type=_positive, help="frame height (default 1080; a generated --video: 720)")
     p.add_argument("--capacity", type=_pow2, default=8, help="slots in the ring, a power of two (default 8)")
     p.add_argument("--no-baseline", action="store_true", help="skip the multiprocessing.Queue comparison")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=_main)
+    v = p.add_argument_group("a real video (needs shmchan[media]: PyAV)")
+    v.add_argument("--video", nargs="?", const="", metavar="FILE",
+                   help="decode FILE with PyAV in a producer process, send every frame, hash (checked) and re-encode "
+                   "it in a consumer; compare with multiprocessing.Queue. Without FILE, encode a test video first "
+                   "(--width x --height; 1280x720 unless given)")
+    v.add_argument("--encoder", default="mpeg4", help="the consumer's encoder, a PyAV codec name (default mpeg4)")
+    v.add_argument("--output", metavar="FILE", help="keep the shmchan consumer's re-encoded video in FILE")
+    p.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    args.frames_given = args.frames is not None
+    if args.frames is None:
+        args.frames = 600
+    video = args.video is not None
+    args.width = args.width or (1280 if video else 1920)
+    args.height = args.height or (720 if video else 1080)
+    return _main(args)

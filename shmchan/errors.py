@@ -86,3 +86,9 @@ class LappedError(ShmchanError):
     """Broadcast, overwrite policy: the writer rewrote a message's slot while the reader held it,
     so what was read from its views may be torn. Raised by ``Message.release``/``check`` and when a
     ``with`` block over the message ends."""
+
+
+class ShmchanDecodeError(ValueError, ShmchanError):
+    """A FlatBuffer (a channel's descriptor or a Frame, Tensor, Packet or Audio message) is
+    malformed: truncated, offsets out of range, fields inconsistent with the message. Raised
+    instead of errors from deep inside generated code (``shmchan.schema.DecodeError`` is this class)."""

@@ -59,7 +59,8 @@ def wait_for_exit() -> None:
 def channel(a: argparse.Namespace) -> shmchan.Channel:
     spec = None if a.schema == "none" else SCHEMAS[a.schema]
     if a.create:
-        size = a.slot_size or S.frame_message_size(a.width, a.height, a.format)
+        # sized like the C++ and Rust peers: for frames without the media fields, which it never writes
+        size = a.slot_size or S.frame_message_size(a.width, a.height, a.format, media_fields=False)
         meta = dict(kv.split("=", 1) for kv in a.meta)
         shape = tuple(int(d) for d in a.shape.split(",")) if a.shape else None
         return shmchan.Channel.create(a.name, slot_size=size, capacity=a.capacity, schema=spec,

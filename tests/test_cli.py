@@ -192,7 +192,7 @@ def test_a_missing_channel_is_one_line_and_exit_1(command: str, unique_name: str
 def test_stat_and_ls_of_a_python_channel_report_what_was_sent(unique_name: str) -> None:
     """stat --json reports geometry, positions, counters, peers, schema and metadata exactly;
     ls lists the channel; neither disturbs the writer or the reader."""
-    size = S.frame_message_size(32, 16, "GRAY8")
+    size = S.frame_message_size(32, 16, "GRAY8", media_fields=False)  # frames without pts, colour...
     with shmchan.Channel.create(unique_name, slot_size=size, capacity=8, schema="frame",
                                 metadata={"camera": "front", "site": "lab"}) as ch, \
             ch.writer() as w, ch.reader() as r:
@@ -284,7 +284,7 @@ def test_stat_ls_tail_of_a_channel_made_by_a_peer(procs: list[Proc], unique_name
                       "--height", "48", "--capacity", "8", "--meta", "camera=front", "--hold"])
     p.expect("ready")
     p.expect("done frames=3")
-    size = S.frame_message_size(64, 48, "RGB24")
+    size = S.frame_message_size(64, 48, "RGB24", media_fields=False)  # every peer's frames, without media fields
 
     d = ok_json("stat", unique_name)
     assert (d["slot_size"], d["capacity"], d["head"], d["tail"], d["fill"]) == (size, 8, 3, 0, 3)

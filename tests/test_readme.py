@@ -24,6 +24,7 @@ STANDALONE = {
     "import shmchan\n\n# media server": ["cam0"],
     "import numpy as np\nimport shmchan\n\npose": ["robot.pose"],
     "import asyncio": ["cam0.live", "robot.mode"],
+    "import threading\nimport av, shmchan": ["cam0"],
 }
 WITH_NATIVE_PEERS = {"# producer.py": ["cam0"], "import shmchan\n\nwith shmchan.Channel.open(\"cam1\"": ["cam1"]}
 
@@ -54,7 +55,7 @@ def _unique(code: str, names: list[str], prefix: str) -> tuple[str, list[str]]:
 def _run(code: str, tmp_path: Path, *, stdin: int | None = None) -> subprocess.Popen[bytes]:
     script = tmp_path / "example.py"
     script.write_text(code)
-    return subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
 
@@ -74,6 +75,10 @@ def test_every_example_is_known() -> None:
 def test_standalone_example_runs_as_written(index: int, unique_name: str, tmp_path: Path) -> None:
     code = [c for c in examples() if _kind(c)[0] == "standalone"][index]
     code, names = _unique(code, _kind(code)[1], unique_name)
+    if '"input.mp4"' in code:  # the media example reads a video: a short real H.264 file
+        from shmchan.media.pipeline import make_test_video
+
+        make_test_video(str(tmp_path / "input.mp4"), frames=24, width=320, height=240)
     p = _run(code, tmp_path)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // C++ consumer: receives Frame messages through the public C API, verifies each FlatBuffer header
-// (flatbuffers::Verifier) and its pixels in place (crc32, or one byte per 4 KiB page).
+// (flatbuffers::Verifier) and its pixels in place (crc32, or one byte per 4 KiB page; --verify frames
+// prints a line per frame with the crc32 of its pixel rows and its media fields).
 // Prints "ready", then "done frames=N crc=... fps=... errors=E".
 #include <zlib.h>
 
-#include "peer_common.hpp"
+#include "media.hpp"
 
 int main(int argc, char **argv)
 {
@@ -50,6 +51,9 @@ int main(int argc, char **argv)
 		}
 		if (o.verify == "crc") {
 			crc = crc32(crc, px, uInt(npx));
+		} else if (o.verify == "frames") {
+			crc = crc32(crc, px, uInt(npx));
+			std::printf("%s\n", peer::frame_line(static_cast<const uint8_t *>(m.data), f).c_str());
 		} else if (o.verify == "stamp") {
 			if (base.size() != npx)
 				base = peer::pattern_base(npx);

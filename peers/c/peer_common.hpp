@@ -4,6 +4,7 @@
 // flatc --cpp generated headers (peers/c/generated/) with the header-only FlatBuffers runtime.
 #pragma once
 
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
@@ -207,22 +208,50 @@ struct PlaneGeom {
 	uint32_t stride, rows;
 };
 
-inline bool plane_layout(fb::PixelFormat fmt, uint32_t w, uint32_t h, std::vector<PlaneGeom> &out)
+struct FormatPlanes {
+	uint32_t sample_bytes;
+	std::vector<std::array<uint32_t, 3>> planes; /* horizontal, vertical subsampling; samples per position */
+	bool even_width;
+};
+
+/* Per format: sample bytes and the planes (docs/protocol.md, "Frame messages"). */
+inline bool format_planes(fb::PixelFormat fmt, FormatPlanes &out)
 {
-	if (w == 0 || h == 0 || w > 65536 || h > 65536)
-		return false;
-	uint32_t cw = (w + 1) / 2, ch = (h + 1) / 2;
-	uint64_t y = uint64_t(w) * h;
+	using P = fb::PixelFormat;
 	switch (fmt) {
-	case fb::PixelFormat::GRAY8: out = {{0, w, h}}; return true;
-	case fb::PixelFormat::RGB24:
-	case fb::PixelFormat::BGR24: out = {{0, 3 * w, h}}; return true;
-	case fb::PixelFormat::RGBA32:
-	case fb::PixelFormat::BGRA32: out = {{0, 4 * w, h}}; return true;
-	case fb::PixelFormat::NV12: out = {{0, w, h}, {y, 2 * cw, ch}}; return true;
-	case fb::PixelFormat::I420: out = {{0, w, h}, {y, cw, ch}, {y + uint64_t(cw) * ch, cw, ch}}; return true;
+	case P::GRAY8: out = {1, {{1, 1, 1}}, false}; return true;
+	case P::RGB24:
+	case P::BGR24: out = {1, {{1, 1, 3}}, false}; return true;
+	case P::RGBA32:
+	case P::BGRA32: out = {1, {{1, 1, 4}}, false}; return true;
+	case P::NV12: out = {1, {{1, 1, 1}, {2, 2, 2}}, false}; return true;
+	case P::I420: out = {1, {{1, 1, 1}, {2, 2, 1}, {2, 2, 1}}, false}; return true;
+	case P::YUYV422:
+	case P::UYVY422: out = {1, {{1, 1, 2}}, true}; return true;
+	case P::P010: out = {2, {{1, 1, 1}, {2, 2, 2}}, false}; return true;
+	case P::YUV422P: out = {1, {{1, 1, 1}, {2, 1, 1}, {2, 1, 1}}, false}; return true;
+	case P::YUV444P: out = {1, {{1, 1, 1}, {1, 1, 1}, {1, 1, 1}}, false}; return true;
+	case P::GRAY16: out = {2, {{1, 1, 1}}, false}; return true;
+	case P::RGB48: out = {2, {{1, 1, 3}}, false}; return true;
+	case P::YUV420P10: out = {2, {{1, 1, 1}, {2, 2, 1}, {2, 2, 1}}, false}; return true;
 	default: return false;
 	}
+}
+
+/* (offset from data_offset, row bytes, rows) of each plane, packed back to back. */
+inline bool plane_layout(fb::PixelFormat fmt, uint32_t w, uint32_t h, std::vector<PlaneGeom> &out)
+{
+	FormatPlanes f;
+	if (w == 0 || h == 0 || w > 65536 || h > 65536 || !format_planes(fmt, f) || (f.even_width && w % 2))
+		return false;
+	out.clear();
+	uint64_t off = 0;
+	for (auto &p : f.planes) {
+		uint32_t row = f.sample_bytes * p[2] * ((w + p[0] - 1) / p[0]), rows = (h + p[1] - 1) / p[1];
+		out.push_back({off, row, rows});
+		off += uint64_t(row) * rows;
+	}
+	return true;
 }
 
 inline uint64_t data_size(const std::vector<PlaneGeom> &l)
@@ -297,9 +326,12 @@ inline const fb::Frame *decode_frame(const uint8_t *msg, uint64_t len, const uin
 		why = "Frame pixels or planes do not fit the message";
 		return nullptr;
 	}
+	FormatPlanes fp;
+	format_planes(f->pixel_format(), fp);
 	for (flatbuffers::uoffset_t i = 0; i < f->planes()->size(); i++) {
 		const fb::Plane *p = f->planes()->Get(i);
 		if (p->rows() < want[i].rows || p->stride() < want[i].stride || p->offset() < off ||
+		    p->offset() % fp.sample_bytes || p->stride() % fp.sample_bytes ||
 		    p->offset() + uint64_t(p->stride()) * (p->rows() ? p->rows() - 1 : 0) + want[i].stride > off + size) {
 			why = "Frame plane does not fit the pixel area";
 			return nullptr;
@@ -462,11 +494,9 @@ inline shmchan_channel *open_channel(const Opts &o, uint64_t message_size)
 		std::memset(&cfg, 0, sizeof cfg);
 		cfg.slot_size = o.slot_size ? o.slot_size : message_size;
 		cfg.capacity = o.capacity;
-		/* page-aligned slots, stated in the header too: with slot_align 0 the core picks 64 for
-		   slots under 4096 bytes, and the descriptor would disagree with the header */
-		cfg.slot_align = 4096;
-		auto d = build_channel_info(cfg.slot_size, cfg.capacity, cfg.slot_align, have ? &want : nullptr, o.dtype,
-					    o.have_shape ? &o.shape : nullptr, o.meta);
+		/* the alignment the core gives a slot of this size (the ChannelInfo must repeat the header's) */
+		auto d = build_channel_info(cfg.slot_size, cfg.capacity, shmchan_default_slot_align(cfg.slot_size),
+					    have ? &want : nullptr, o.dtype, o.have_shape ? &o.shape : nullptr, o.meta);
 		cfg.descriptor = d.data();
 		cfg.descriptor_size = uint32_t(d.size());
 		/* a NAME with a '/' is the path of a file-backed channel */

@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _dataplane, _fanout, _native, _report, _worker
+from . import _dataplane, _fanout, _media, _native, _report, _worker
 from ._systems import SYSTEMS, System, Task, iox_cleanup, throughput_capacity
 
 FULL_PAYLOADS = [64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20]
 QUICK_PAYLOADS = [64, 65536, 8 << 20]
 ALL_MODES = ("busy", "blocking")
 PAIR_KINDS = ("latency", "throughput")
-ALL_KINDS = (*PAIR_KINDS, "fanout", "dataplane")
+MEDIA_KINDS = ("frames", "video")
+ALL_KINDS = (*PAIR_KINDS, "fanout", "dataplane", *MEDIA_KINDS)
 DATAPLANE_ROUNDS = 5  # the data-plane section's rounds in a full run (--rounds overrides)
 FANOUT_ROUNDS = 5  # the fan-out section's rounds in a full run (--rounds overrides)
 MAX_PAYLOAD = 1 << 30
@@ -535,6 +536,7 @@ def run(args: argparse.Namespace) -> int:
                 fan_parts = _fanout.run_section(fan_plan, bar, Noise)
             if "dataplane" in kinds:
                 dataplane = _dataplane.run_section(dp_rounds, dp_seconds, args.cpus, run_id, bar.say, bar.step)
+            media = _run_media(args, kinds, rounds, run_id, bar)
     except KeyboardInterrupt:
         bar.end()
         print("interrupted", file=sys.stderr)
@@ -585,9 +587,11 @@ def run(args: argparse.Namespace) -> int:
         doc["dataplane_methodology"] = (_dataplane.__doc__ or "").strip()
         doc["dataplane"] = dataplane
         settings["dataplane"] = {"rounds": dp_rounds, "seconds_per_cell": dp_seconds}
+    doc.update(media)
     doc["targets"] = _report.targets(results, floors, fanout if fan is not None else None, pairs=bool(pair_kinds))
     if dataplane is not None:
         doc["targets"] += _dataplane.targets(dataplane)
+    doc["targets"] += _media.targets(doc)
     names: list[str] = []
     if not args.no_plots:
         names, why = _report.plots(doc, out_dir)
@@ -599,13 +603,38 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(_report.terminal_report(doc))
     print()
-    failed = [r for r in results + fanout if "error" in r]
+    failed = [r for r in results + fanout + list(media.values()) if "error" in r]
     if dataplane is not None:
         failed += [r for part in ("rtt", "tput") for r in dataplane[part].values() if "error" in r]
     files = ["results.json", "results.md", *names]
     print(f"wrote {', '.join(str(out_dir / f) for f in files)} in {doc['duration_s']:.0f} s"
           + (f"; {len(failed)} cell(s) FAILED" if failed else ""))
     return 1 if failed else 0
+
+
+def _run_media(args: argparse.Namespace, kinds: list[str], rounds: int, run_id: str, bar: Progress
+               ) -> dict[str, Any]:
+    """The frames and video sections (``_media``), those asked for."""
+    out: dict[str, Any] = {}
+    if "frames" in kinds:
+        bar.say("  frames: Frame messages against raw messages, 1080p, one process")
+        try:
+            out["frames"] = _media.run_frames(max(args.seconds, 0.3), max(rounds, 3), run_id)
+        except Exception as exc:
+            out["frames"] = {"error": f"{exc.__class__.__name__}: {exc}"}
+    if "video" in kinds:
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            out["video"] = {"skipped": "PyAV is not installed (pip install 'shmchan[media]')"}
+            return out
+        frames = args.video_frames or (60 if args.quick else 300)
+        bar.say(f"  video: decode -> channel -> hash + re-encode, {frames} frames of 1280x720, three ways")
+        try:
+            out["video"] = _media.run_video(frames, 1 if args.quick else 3, 1280, 720)
+        except Exception as exc:
+            out["video"] = {"error": f"{exc.__class__.__name__}: {exc}"}
+    return out
 
 
 def _fanout_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -742,6 +771,8 @@ def _command(args: argparse.Namespace) -> str:
         words += ["--seconds", f"{args.seconds:g}"]
     if args.rounds_given:
         words += ["--rounds", str(args.rounds)]
+    if args.video_frames:
+        words += ["--video-frames", str(args.video_frames)]
     words += ["--out", args.out]
     words += [f"--{f.replace('_', '-')}" for f in ("no_native", "no_plots") if getattr(args, f)]
     return " ".join(shlex.quote(w) for w in words)
@@ -786,9 +817,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--modes", type=_choices(ALL_MODES, "mode"), metavar="LIST",
                    help="latency waiting modes: busy,blocking (default both)")
     p.add_argument("--kinds", type=_choices(ALL_KINDS, "kind"), metavar="LIST",
-                   help="latency,throughput,fanout,dataplane (default all four; dataplane: the per-message cost "
-                   "of the Python API at 64 B against iceoryx2 and multiprocessing.Pipe, "
-                   f"{DATAPLANE_ROUNDS} rounds)")
+                   help="latency,throughput,fanout,dataplane,frames,video (default all): dataplane = the "
+                   "per-message cost of the Python API at 64 B against iceoryx2 and multiprocessing.Pipe "
+                   f"({DATAPLANE_ROUNDS} rounds); frames = Frame messages against raw ones at 1080p; video = PyAV "
+                   "decode -> channel -> hash + re-encode against multiprocessing.Queue and one process (needs "
+                   "shmchan[media])")
+    p.add_argument("--video-frames", type=int, metavar="N",
+                   help="frames of the generated 1280x720 H.264 clip of the video section (default 300, --quick 60)")
     p.add_argument("--cpus", type=_cpus, metavar="A,B", help="pin the two processes to CPUs A and B")
     p.add_argument("--seconds", type=_seconds, metavar="S", help="measured time per cell (default 1, --quick 0.06)")
     p.add_argument("--rounds", type=_rounds, metavar="N",

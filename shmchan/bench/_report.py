@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _media
+
 NATIVE_KEY = "shmchan-c"
 NATIVE_LABEL = "shmchan C<->C (native)"
 
@@ -357,6 +359,7 @@ def terminal_report(doc: dict[str, Any]) -> str:
         from . import _dataplane
 
         parts.append("data plane (64 B):\n" + "\n".join(_dataplane.report_lines(doc["dataplane"])))
+    parts += _media.text(doc)
     parts.append(noise_line(doc))
     tg = doc.get("targets", [])
     if tg:
@@ -456,6 +459,9 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
         out += ["## Data plane: the per-message cost of the Python API", "", doc.get("dataplane_methodology", ""), "",
                 f"{dp['rounds']} round(s) of {dp['seconds_per_round']:g} s per cell; medians over the rounds.", ""]
         out += [*_dataplane.report_lines(dp), ""]
+    media = _media.text(doc)
+    if media:
+        out += ["## Media", "", "```", *media, "```", "", _media.__doc__ or "", ""]
     if res:
         out += ["## Every figure", ""]
     lat_head = ["system", "mode", "payload", "n", "p50 us", "p99 us", "p99.9 us", "max us", "CPU a us/rt",

@@ -69,11 +69,18 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
         " before tail could copy them"
     stop = None if args.follow else end  # without --follow: what the ring holds now, not what comes
     printed = unseen = 0
+    retries = 1000  # snapshots of a ring whose writer overwrote all before tail copied one
     try:
         while args.count is None or printed < args.count:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if stop is not None and pos >= stop:
+                if printed == 0 and unseen and retries > 0:
+                    # a writer outran every copy: look again (still a snapshot, of a later moment)
+                    retries -= 1
+                    pos, stop = _ring_range(ch)
+                    unseen = 0
+                    continue
                 break
             if pos >= ch.stats().head:
                 if not args.follow:

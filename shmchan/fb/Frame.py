@@ -36,6 +36,7 @@ class Frame(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # capture or send time, ns since the Unix epoch (CLOCK_REALTIME); media time is `pts`
     # Frame
     def TimestampNs(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
@@ -104,8 +105,99 @@ class Frame(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # presentation time in `time_base` units; may be negative; INT64_MIN: none (FFmpeg's AV_NOPTS_VALUE)
+    # Frame
+    def Pts(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -9223372036854775808
+
+    # seconds per pts/duration tick; absent or 0/0: unknown
+    # Frame
+    def TimeBase(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            x = o + self._tab.Pos
+            from shmchan.fb.Rational import Rational
+            obj = Rational()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # in `time_base` units; 0: unknown
+    # Frame
+    def Duration(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # a key frame (an intra frame of the stream it was decoded from)
+    # Frame
+    def Keyframe(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(26))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+    # Frame
+    def ColorMatrix(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 2
+
+    # Frame
+    def ColorRange(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 0
+
+    # Frame
+    def ColorPrimaries(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 2
+
+    # Frame
+    def ColorTransfer(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(34))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 2
+
+    # sample (pixel) aspect ratio; absent or 0/0: unknown (square)
+    # Frame
+    def SampleAspectRatio(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
+        if o != 0:
+            x = o + self._tab.Pos
+            from shmchan.fb.Rational import Rational
+            obj = Rational()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # display rotation, degrees clockwise: 0, 90, 180 or 270
+    # Frame
+    def Rotation(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(38))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint16Flags, o + self._tab.Pos)
+        return 0
+
+    # Frame
+    def FieldOrder(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(40))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 0
+
 def FrameStart(builder):
-    builder.StartObject(8)
+    builder.StartObject(19)
 
 def Start(builder):
     FrameStart(builder)
@@ -163,6 +255,72 @@ def FrameAddDataSize(builder, dataSize):
 
 def AddDataSize(builder, dataSize):
     FrameAddDataSize(builder, dataSize)
+
+def FrameAddPts(builder, pts):
+    builder.PrependInt64Slot(8, pts, -9223372036854775808)
+
+def AddPts(builder, pts):
+    FrameAddPts(builder, pts)
+
+def FrameAddTimeBase(builder, timeBase):
+    builder.PrependStructSlot(9, flatbuffers.number_types.UOffsetTFlags.py_type(timeBase), 0)
+
+def AddTimeBase(builder, timeBase):
+    FrameAddTimeBase(builder, timeBase)
+
+def FrameAddDuration(builder, duration):
+    builder.PrependInt64Slot(10, duration, 0)
+
+def AddDuration(builder, duration):
+    FrameAddDuration(builder, duration)
+
+def FrameAddKeyframe(builder, keyframe):
+    builder.PrependBoolSlot(11, keyframe, 0)
+
+def AddKeyframe(builder, keyframe):
+    FrameAddKeyframe(builder, keyframe)
+
+def FrameAddColorMatrix(builder, colorMatrix):
+    builder.PrependUint8Slot(12, colorMatrix, 2)
+
+def AddColorMatrix(builder, colorMatrix):
+    FrameAddColorMatrix(builder, colorMatrix)
+
+def FrameAddColorRange(builder, colorRange):
+    builder.PrependUint8Slot(13, colorRange, 0)
+
+def AddColorRange(builder, colorRange):
+    FrameAddColorRange(builder, colorRange)
+
+def FrameAddColorPrimaries(builder, colorPrimaries):
+    builder.PrependUint8Slot(14, colorPrimaries, 2)
+
+def AddColorPrimaries(builder, colorPrimaries):
+    FrameAddColorPrimaries(builder, colorPrimaries)
+
+def FrameAddColorTransfer(builder, colorTransfer):
+    builder.PrependUint8Slot(15, colorTransfer, 2)
+
+def AddColorTransfer(builder, colorTransfer):
+    FrameAddColorTransfer(builder, colorTransfer)
+
+def FrameAddSampleAspectRatio(builder, sampleAspectRatio):
+    builder.PrependStructSlot(16, flatbuffers.number_types.UOffsetTFlags.py_type(sampleAspectRatio), 0)
+
+def AddSampleAspectRatio(builder, sampleAspectRatio):
+    FrameAddSampleAspectRatio(builder, sampleAspectRatio)
+
+def FrameAddRotation(builder, rotation):
+    builder.PrependUint16Slot(17, rotation, 0)
+
+def AddRotation(builder, rotation):
+    FrameAddRotation(builder, rotation)
+
+def FrameAddFieldOrder(builder, fieldOrder):
+    builder.PrependUint8Slot(18, fieldOrder, 0)
+
+def AddFieldOrder(builder, fieldOrder):
+    FrameAddFieldOrder(builder, fieldOrder)
 
 def FrameEnd(builder):
     return builder.EndObject()

@@ -3,7 +3,7 @@
 
 # namespace: fb
 
-# Values are part of the wire format: only append.
+# Values are part of the wire format: only append. Multi-byte samples are little-endian.
 class PixelFormat(object):
     Unknown = 0
     # 1 plane, 1 byte per pixel
@@ -20,3 +20,19 @@ class PixelFormat(object):
     NV12 = 6
     # 3 planes: Y, U, V (U and V: height/2 rows of width/2 bytes)
     I420 = 7
+    # 1 plane, Y0 U Y1 V (4:2:2, 2 bytes per pixel, even width)
+    YUYV422 = 8
+    # 1 plane, U Y0 V Y1 (4:2:2, 2 bytes per pixel, even width)
+    UYVY422 = 9
+    # 2 planes of 16-bit samples, 10 significant bits in the high bits: Y, interleaved U V (as NV12)
+    P010 = 10
+    # 3 planes: Y, U, V (U and V: height rows of width/2 bytes)
+    YUV422P = 11
+    # 3 planes: Y, U, V, each width x height bytes
+    YUV444P = 12
+    # 1 plane, 16-bit samples
+    GRAY16 = 13
+    # 1 plane, R G B 16-bit samples
+    RGB48 = 14
+    # 3 planes of 16-bit samples, 10 significant bits in the low bits: Y, U, V (as I420)
+    YUV420P10 = 15

@@ -13,6 +13,8 @@ static_assert(FLATBUFFERS_VERSION_MAJOR == 25 &&
               FLATBUFFERS_VERSION_REVISION == 19,
              "Non-compatible flatbuffers version included");
 
+#include "rational_generated.h"
+
 namespace shmchan {
 namespace fb {
 
@@ -21,7 +23,7 @@ struct Plane;
 struct Frame;
 struct FrameBuilder;
 
-/// Values are part of the wire format: only append.
+/// Values are part of the wire format: only append. Multi-byte samples are little-endian.
 enum class PixelFormat : uint8_t {
   Unknown = 0,
   /// 1 plane, 1 byte per pixel
@@ -38,11 +40,27 @@ enum class PixelFormat : uint8_t {
   NV12 = 6,
   /// 3 planes: Y, U, V (U and V: height/2 rows of width/2 bytes)
   I420 = 7,
+  /// 1 plane, Y0 U Y1 V (4:2:2, 2 bytes per pixel, even width)
+  YUYV422 = 8,
+  /// 1 plane, U Y0 V Y1 (4:2:2, 2 bytes per pixel, even width)
+  UYVY422 = 9,
+  /// 2 planes of 16-bit samples, 10 significant bits in the high bits: Y, interleaved U V (as NV12)
+  P010 = 10,
+  /// 3 planes: Y, U, V (U and V: height rows of width/2 bytes)
+  YUV422P = 11,
+  /// 3 planes: Y, U, V, each width x height bytes
+  YUV444P = 12,
+  /// 1 plane, 16-bit samples
+  GRAY16 = 13,
+  /// 1 plane, R G B 16-bit samples
+  RGB48 = 14,
+  /// 3 planes of 16-bit samples, 10 significant bits in the low bits: Y, U, V (as I420)
+  YUV420P10 = 15,
   MIN = Unknown,
-  MAX = I420
+  MAX = YUV420P10
 };
 
-inline const PixelFormat (&EnumValuesPixelFormat())[8] {
+inline const PixelFormat (&EnumValuesPixelFormat())[16] {
   static const PixelFormat values[] = {
     PixelFormat::Unknown,
     PixelFormat::GRAY8,
@@ -51,13 +69,21 @@ inline const PixelFormat (&EnumValuesPixelFormat())[8] {
     PixelFormat::RGBA32,
     PixelFormat::BGRA32,
     PixelFormat::NV12,
-    PixelFormat::I420
+    PixelFormat::I420,
+    PixelFormat::YUYV422,
+    PixelFormat::UYVY422,
+    PixelFormat::P010,
+    PixelFormat::YUV422P,
+    PixelFormat::YUV444P,
+    PixelFormat::GRAY16,
+    PixelFormat::RGB48,
+    PixelFormat::YUV420P10
   };
   return values;
 }
 
 inline const char * const *EnumNamesPixelFormat() {
-  static const char * const names[9] = {
+  static const char * const names[17] = {
     "Unknown",
     "GRAY8",
     "RGB24",
@@ -66,15 +92,327 @@ inline const char * const *EnumNamesPixelFormat() {
     "BGRA32",
     "NV12",
     "I420",
+    "YUYV422",
+    "UYVY422",
+    "P010",
+    "YUV422P",
+    "YUV444P",
+    "GRAY16",
+    "RGB48",
+    "YUV420P10",
     nullptr
   };
   return names;
 }
 
 inline const char *EnumNamePixelFormat(PixelFormat e) {
-  if (::flatbuffers::IsOutRange(e, PixelFormat::Unknown, PixelFormat::I420)) return "";
+  if (::flatbuffers::IsOutRange(e, PixelFormat::Unknown, PixelFormat::YUV420P10)) return "";
   const size_t index = static_cast<size_t>(e);
   return EnumNamesPixelFormat()[index];
+}
+
+/// YCbCr -> RGB matrix: ITU-T H.273 MatrixCoefficients code points (FFmpeg's AVColorSpace).
+enum class ColorMatrix : uint8_t {
+  RGB = 0,
+  BT709 = 1,
+  Unspecified = 2,
+  Reserved = 3,
+  FCC = 4,
+  BT470BG = 5,
+  SMPTE170M = 6,
+  SMPTE240M = 7,
+  YCgCo = 8,
+  BT2020_NCL = 9,
+  BT2020_CL = 10,
+  SMPTE2085 = 11,
+  ChromaDerivedNCL = 12,
+  ChromaDerivedCL = 13,
+  ICtCp = 14,
+  MIN = RGB,
+  MAX = ICtCp
+};
+
+inline const ColorMatrix (&EnumValuesColorMatrix())[15] {
+  static const ColorMatrix values[] = {
+    ColorMatrix::RGB,
+    ColorMatrix::BT709,
+    ColorMatrix::Unspecified,
+    ColorMatrix::Reserved,
+    ColorMatrix::FCC,
+    ColorMatrix::BT470BG,
+    ColorMatrix::SMPTE170M,
+    ColorMatrix::SMPTE240M,
+    ColorMatrix::YCgCo,
+    ColorMatrix::BT2020_NCL,
+    ColorMatrix::BT2020_CL,
+    ColorMatrix::SMPTE2085,
+    ColorMatrix::ChromaDerivedNCL,
+    ColorMatrix::ChromaDerivedCL,
+    ColorMatrix::ICtCp
+  };
+  return values;
+}
+
+inline const char * const *EnumNamesColorMatrix() {
+  static const char * const names[16] = {
+    "RGB",
+    "BT709",
+    "Unspecified",
+    "Reserved",
+    "FCC",
+    "BT470BG",
+    "SMPTE170M",
+    "SMPTE240M",
+    "YCgCo",
+    "BT2020_NCL",
+    "BT2020_CL",
+    "SMPTE2085",
+    "ChromaDerivedNCL",
+    "ChromaDerivedCL",
+    "ICtCp",
+    nullptr
+  };
+  return names;
+}
+
+inline const char *EnumNameColorMatrix(ColorMatrix e) {
+  if (::flatbuffers::IsOutRange(e, ColorMatrix::RGB, ColorMatrix::ICtCp)) return "";
+  const size_t index = static_cast<size_t>(e);
+  return EnumNamesColorMatrix()[index];
+}
+
+/// Colour primaries: ITU-T H.273 ColourPrimaries code points (FFmpeg's AVColorPrimaries).
+enum class ColorPrimaries : uint8_t {
+  Reserved0 = 0,
+  BT709 = 1,
+  Unspecified = 2,
+  Reserved = 3,
+  BT470M = 4,
+  BT470BG = 5,
+  SMPTE170M = 6,
+  SMPTE240M = 7,
+  Film = 8,
+  BT2020 = 9,
+  SMPTE428 = 10,
+  SMPTE431 = 11,
+  SMPTE432 = 12,
+  EBU3213 = 22,
+  MIN = Reserved0,
+  MAX = EBU3213
+};
+
+inline const ColorPrimaries (&EnumValuesColorPrimaries())[14] {
+  static const ColorPrimaries values[] = {
+    ColorPrimaries::Reserved0,
+    ColorPrimaries::BT709,
+    ColorPrimaries::Unspecified,
+    ColorPrimaries::Reserved,
+    ColorPrimaries::BT470M,
+    ColorPrimaries::BT470BG,
+    ColorPrimaries::SMPTE170M,
+    ColorPrimaries::SMPTE240M,
+    ColorPrimaries::Film,
+    ColorPrimaries::BT2020,
+    ColorPrimaries::SMPTE428,
+    ColorPrimaries::SMPTE431,
+    ColorPrimaries::SMPTE432,
+    ColorPrimaries::EBU3213
+  };
+  return values;
+}
+
+inline const char * const *EnumNamesColorPrimaries() {
+  static const char * const names[24] = {
+    "Reserved0",
+    "BT709",
+    "Unspecified",
+    "Reserved",
+    "BT470M",
+    "BT470BG",
+    "SMPTE170M",
+    "SMPTE240M",
+    "Film",
+    "BT2020",
+    "SMPTE428",
+    "SMPTE431",
+    "SMPTE432",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "EBU3213",
+    nullptr
+  };
+  return names;
+}
+
+inline const char *EnumNameColorPrimaries(ColorPrimaries e) {
+  if (::flatbuffers::IsOutRange(e, ColorPrimaries::Reserved0, ColorPrimaries::EBU3213)) return "";
+  const size_t index = static_cast<size_t>(e);
+  return EnumNamesColorPrimaries()[index];
+}
+
+/// Transfer characteristics: ITU-T H.273 TransferCharacteristics code points (FFmpeg's
+/// AVColorTransferCharacteristic).
+enum class ColorTransfer : uint8_t {
+  Reserved0 = 0,
+  BT709 = 1,
+  Unspecified = 2,
+  Reserved = 3,
+  Gamma22 = 4,
+  Gamma28 = 5,
+  SMPTE170M = 6,
+  SMPTE240M = 7,
+  Linear = 8,
+  Log100 = 9,
+  Log316 = 10,
+  IEC61966_2_4 = 11,
+  BT1361 = 12,
+  SRGB = 13,
+  BT2020_10 = 14,
+  BT2020_12 = 15,
+  SMPTE2084 = 16,
+  SMPTE428 = 17,
+  ARIB_STD_B67 = 18,
+  MIN = Reserved0,
+  MAX = ARIB_STD_B67
+};
+
+inline const ColorTransfer (&EnumValuesColorTransfer())[19] {
+  static const ColorTransfer values[] = {
+    ColorTransfer::Reserved0,
+    ColorTransfer::BT709,
+    ColorTransfer::Unspecified,
+    ColorTransfer::Reserved,
+    ColorTransfer::Gamma22,
+    ColorTransfer::Gamma28,
+    ColorTransfer::SMPTE170M,
+    ColorTransfer::SMPTE240M,
+    ColorTransfer::Linear,
+    ColorTransfer::Log100,
+    ColorTransfer::Log316,
+    ColorTransfer::IEC61966_2_4,
+    ColorTransfer::BT1361,
+    ColorTransfer::SRGB,
+    ColorTransfer::BT2020_10,
+    ColorTransfer::BT2020_12,
+    ColorTransfer::SMPTE2084,
+    ColorTransfer::SMPTE428,
+    ColorTransfer::ARIB_STD_B67
+  };
+  return values;
+}
+
+inline const char * const *EnumNamesColorTransfer() {
+  static const char * const names[20] = {
+    "Reserved0",
+    "BT709",
+    "Unspecified",
+    "Reserved",
+    "Gamma22",
+    "Gamma28",
+    "SMPTE170M",
+    "SMPTE240M",
+    "Linear",
+    "Log100",
+    "Log316",
+    "IEC61966_2_4",
+    "BT1361",
+    "SRGB",
+    "BT2020_10",
+    "BT2020_12",
+    "SMPTE2084",
+    "SMPTE428",
+    "ARIB_STD_B67",
+    nullptr
+  };
+  return names;
+}
+
+inline const char *EnumNameColorTransfer(ColorTransfer e) {
+  if (::flatbuffers::IsOutRange(e, ColorTransfer::Reserved0, ColorTransfer::ARIB_STD_B67)) return "";
+  const size_t index = static_cast<size_t>(e);
+  return EnumNamesColorTransfer()[index];
+}
+
+/// Sample value range (FFmpeg's AVColorRange).
+enum class ColorRange : uint8_t {
+  Unspecified = 0,
+  /// "limited", "tv", "mpeg": Y 16-235, chroma 16-240 (8-bit)
+  Limited = 1,
+  /// "full", "pc", "jpeg": 0-255 (8-bit)
+  Full = 2,
+  MIN = Unspecified,
+  MAX = Full
+};
+
+inline const ColorRange (&EnumValuesColorRange())[3] {
+  static const ColorRange values[] = {
+    ColorRange::Unspecified,
+    ColorRange::Limited,
+    ColorRange::Full
+  };
+  return values;
+}
+
+inline const char * const *EnumNamesColorRange() {
+  static const char * const names[4] = {
+    "Unspecified",
+    "Limited",
+    "Full",
+    nullptr
+  };
+  return names;
+}
+
+inline const char *EnumNameColorRange(ColorRange e) {
+  if (::flatbuffers::IsOutRange(e, ColorRange::Unspecified, ColorRange::Full)) return "";
+  const size_t index = static_cast<size_t>(e);
+  return EnumNamesColorRange()[index];
+}
+
+/// Interlacing.
+enum class FieldOrder : uint8_t {
+  Unknown = 0,
+  Progressive = 1,
+  /// interlaced, top field first
+  TopFirst = 2,
+  /// interlaced, bottom field first
+  BottomFirst = 3,
+  MIN = Unknown,
+  MAX = BottomFirst
+};
+
+inline const FieldOrder (&EnumValuesFieldOrder())[4] {
+  static const FieldOrder values[] = {
+    FieldOrder::Unknown,
+    FieldOrder::Progressive,
+    FieldOrder::TopFirst,
+    FieldOrder::BottomFirst
+  };
+  return values;
+}
+
+inline const char * const *EnumNamesFieldOrder() {
+  static const char * const names[5] = {
+    "Unknown",
+    "Progressive",
+    "TopFirst",
+    "BottomFirst",
+    nullptr
+  };
+  return names;
+}
+
+inline const char *EnumNameFieldOrder(FieldOrder e) {
+  if (::flatbuffers::IsOutRange(e, FieldOrder::Unknown, FieldOrder::BottomFirst)) return "";
+  const size_t index = static_cast<size_t>(e);
+  return EnumNamesFieldOrder()[index];
 }
 
 /// One image plane: its first byte and the distance between rows, in bytes.
@@ -120,11 +458,23 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
     VT_PIXEL_FORMAT = 12,
     VT_PLANES = 14,
     VT_DATA_OFFSET = 16,
-    VT_DATA_SIZE = 18
+    VT_DATA_SIZE = 18,
+    VT_PTS = 20,
+    VT_TIME_BASE = 22,
+    VT_DURATION = 24,
+    VT_KEYFRAME = 26,
+    VT_COLOR_MATRIX = 28,
+    VT_COLOR_RANGE = 30,
+    VT_COLOR_PRIMARIES = 32,
+    VT_COLOR_TRANSFER = 34,
+    VT_SAMPLE_ASPECT_RATIO = 36,
+    VT_ROTATION = 38,
+    VT_FIELD_ORDER = 40
   };
   uint64_t seq() const {
     return GetField<uint64_t>(VT_SEQ, 0);
   }
+  /// capture or send time, ns since the Unix epoch (CLOCK_REALTIME); media time is `pts`
   uint64_t timestamp_ns() const {
     return GetField<uint64_t>(VT_TIMESTAMP_NS, 0);
   }
@@ -148,6 +498,45 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
   uint64_t data_size() const {
     return GetField<uint64_t>(VT_DATA_SIZE, 0);
   }
+  /// presentation time in `time_base` units; may be negative; INT64_MIN: none (FFmpeg's AV_NOPTS_VALUE)
+  int64_t pts() const {
+    return GetField<int64_t>(VT_PTS, (-9223372036854775807LL - 1LL));
+  }
+  /// seconds per pts/duration tick; absent or 0/0: unknown
+  const shmchan::fb::Rational *time_base() const {
+    return GetStruct<const shmchan::fb::Rational *>(VT_TIME_BASE);
+  }
+  /// in `time_base` units; 0: unknown
+  int64_t duration() const {
+    return GetField<int64_t>(VT_DURATION, 0);
+  }
+  /// a key frame (an intra frame of the stream it was decoded from)
+  bool keyframe() const {
+    return GetField<uint8_t>(VT_KEYFRAME, 0) != 0;
+  }
+  shmchan::fb::ColorMatrix color_matrix() const {
+    return static_cast<shmchan::fb::ColorMatrix>(GetField<uint8_t>(VT_COLOR_MATRIX, 2));
+  }
+  shmchan::fb::ColorRange color_range() const {
+    return static_cast<shmchan::fb::ColorRange>(GetField<uint8_t>(VT_COLOR_RANGE, 0));
+  }
+  shmchan::fb::ColorPrimaries color_primaries() const {
+    return static_cast<shmchan::fb::ColorPrimaries>(GetField<uint8_t>(VT_COLOR_PRIMARIES, 2));
+  }
+  shmchan::fb::ColorTransfer color_transfer() const {
+    return static_cast<shmchan::fb::ColorTransfer>(GetField<uint8_t>(VT_COLOR_TRANSFER, 2));
+  }
+  /// sample (pixel) aspect ratio; absent or 0/0: unknown (square)
+  const shmchan::fb::Rational *sample_aspect_ratio() const {
+    return GetStruct<const shmchan::fb::Rational *>(VT_SAMPLE_ASPECT_RATIO);
+  }
+  /// display rotation, degrees clockwise: 0, 90, 180 or 270
+  uint16_t rotation() const {
+    return GetField<uint16_t>(VT_ROTATION, 0);
+  }
+  shmchan::fb::FieldOrder field_order() const {
+    return static_cast<shmchan::fb::FieldOrder>(GetField<uint8_t>(VT_FIELD_ORDER, 0));
+  }
   template <bool B = false>
   bool Verify(::flatbuffers::VerifierTemplate<B> &verifier) const {
     return VerifyTableStart(verifier) &&
@@ -160,6 +549,17 @@ struct Frame FLATBUFFERS_FINAL_CLASS : private ::flatbuffers::Table {
            verifier.VerifyVector(planes()) &&
            VerifyField<uint64_t>(verifier, VT_DATA_OFFSET, 8) &&
            VerifyField<uint64_t>(verifier, VT_DATA_SIZE, 8) &&
+           VerifyField<int64_t>(verifier, VT_PTS, 8) &&
+           VerifyField<shmchan::fb::Rational>(verifier, VT_TIME_BASE, 4) &&
+           VerifyField<int64_t>(verifier, VT_DURATION, 8) &&
+           VerifyField<uint8_t>(verifier, VT_KEYFRAME, 1) &&
+           VerifyField<uint8_t>(verifier, VT_COLOR_MATRIX, 1) &&
+           VerifyField<uint8_t>(verifier, VT_COLOR_RANGE, 1) &&
+           VerifyField<uint8_t>(verifier, VT_COLOR_PRIMARIES, 1) &&
+           VerifyField<uint8_t>(verifier, VT_COLOR_TRANSFER, 1) &&
+           VerifyField<shmchan::fb::Rational>(verifier, VT_SAMPLE_ASPECT_RATIO, 4) &&
+           VerifyField<uint16_t>(verifier, VT_ROTATION, 2) &&
+           VerifyField<uint8_t>(verifier, VT_FIELD_ORDER, 1) &&
            verifier.EndTable();
   }
 };
@@ -192,6 +592,39 @@ struct FrameBuilder {
   void add_data_size(uint64_t data_size) {
     fbb_.AddElement<uint64_t>(Frame::VT_DATA_SIZE, data_size, 0);
   }
+  void add_pts(int64_t pts) {
+    fbb_.AddElement<int64_t>(Frame::VT_PTS, pts, (-9223372036854775807LL - 1LL));
+  }
+  void add_time_base(const shmchan::fb::Rational *time_base) {
+    fbb_.AddStruct(Frame::VT_TIME_BASE, time_base);
+  }
+  void add_duration(int64_t duration) {
+    fbb_.AddElement<int64_t>(Frame::VT_DURATION, duration, 0);
+  }
+  void add_keyframe(bool keyframe) {
+    fbb_.AddElement<uint8_t>(Frame::VT_KEYFRAME, static_cast<uint8_t>(keyframe), 0);
+  }
+  void add_color_matrix(shmchan::fb::ColorMatrix color_matrix) {
+    fbb_.AddElement<uint8_t>(Frame::VT_COLOR_MATRIX, static_cast<uint8_t>(color_matrix), 2);
+  }
+  void add_color_range(shmchan::fb::ColorRange color_range) {
+    fbb_.AddElement<uint8_t>(Frame::VT_COLOR_RANGE, static_cast<uint8_t>(color_range), 0);
+  }
+  void add_color_primaries(shmchan::fb::ColorPrimaries color_primaries) {
+    fbb_.AddElement<uint8_t>(Frame::VT_COLOR_PRIMARIES, static_cast<uint8_t>(color_primaries), 2);
+  }
+  void add_color_transfer(shmchan::fb::ColorTransfer color_transfer) {
+    fbb_.AddElement<uint8_t>(Frame::VT_COLOR_TRANSFER, static_cast<uint8_t>(color_transfer), 2);
+  }
+  void add_sample_aspect_ratio(const shmchan::fb::Rational *sample_aspect_ratio) {
+    fbb_.AddStruct(Frame::VT_SAMPLE_ASPECT_RATIO, sample_aspect_ratio);
+  }
+  void add_rotation(uint16_t rotation) {
+    fbb_.AddElement<uint16_t>(Frame::VT_ROTATION, rotation, 0);
+  }
+  void add_field_order(shmchan::fb::FieldOrder field_order) {
+    fbb_.AddElement<uint8_t>(Frame::VT_FIELD_ORDER, static_cast<uint8_t>(field_order), 0);
+  }
   explicit FrameBuilder(::flatbuffers::FlatBufferBuilder &_fbb)
         : fbb_(_fbb) {
     start_ = fbb_.StartTable();
@@ -212,15 +645,37 @@ inline ::flatbuffers::Offset<Frame> CreateFrame(
     shmchan::fb::PixelFormat pixel_format = shmchan::fb::PixelFormat::Unknown,
     ::flatbuffers::Offset<::flatbuffers::Vector<const shmchan::fb::Plane *>> planes = 0,
     uint64_t data_offset = 0,
-    uint64_t data_size = 0) {
+    uint64_t data_size = 0,
+    int64_t pts = (-9223372036854775807LL - 1LL),
+    const shmchan::fb::Rational *time_base = nullptr,
+    int64_t duration = 0,
+    bool keyframe = false,
+    shmchan::fb::ColorMatrix color_matrix = shmchan::fb::ColorMatrix::Unspecified,
+    shmchan::fb::ColorRange color_range = shmchan::fb::ColorRange::Unspecified,
+    shmchan::fb::ColorPrimaries color_primaries = shmchan::fb::ColorPrimaries::Unspecified,
+    shmchan::fb::ColorTransfer color_transfer = shmchan::fb::ColorTransfer::Unspecified,
+    const shmchan::fb::Rational *sample_aspect_ratio = nullptr,
+    uint16_t rotation = 0,
+    shmchan::fb::FieldOrder field_order = shmchan::fb::FieldOrder::Unknown) {
   FrameBuilder builder_(_fbb);
+  builder_.add_duration(duration);
+  builder_.add_pts(pts);
   builder_.add_data_size(data_size);
   builder_.add_data_offset(data_offset);
   builder_.add_timestamp_ns(timestamp_ns);
   builder_.add_seq(seq);
+  builder_.add_sample_aspect_ratio(sample_aspect_ratio);
+  builder_.add_time_base(time_base);
   builder_.add_planes(planes);
   builder_.add_height(height);
   builder_.add_width(width);
+  builder_.add_rotation(rotation);
+  builder_.add_field_order(field_order);
+  builder_.add_color_transfer(color_transfer);
+  builder_.add_color_primaries(color_primaries);
+  builder_.add_color_range(color_range);
+  builder_.add_color_matrix(color_matrix);
+  builder_.add_keyframe(keyframe);
   builder_.add_pixel_format(pixel_format);
   return builder_.Finish();
 }
@@ -234,7 +689,18 @@ inline ::flatbuffers::Offset<Frame> CreateFrameDirect(
     shmchan::fb::PixelFormat pixel_format = shmchan::fb::PixelFormat::Unknown,
     const std::vector<shmchan::fb::Plane> *planes = nullptr,
     uint64_t data_offset = 0,
-    uint64_t data_size = 0) {
+    uint64_t data_size = 0,
+    int64_t pts = (-9223372036854775807LL - 1LL),
+    const shmchan::fb::Rational *time_base = nullptr,
+    int64_t duration = 0,
+    bool keyframe = false,
+    shmchan::fb::ColorMatrix color_matrix = shmchan::fb::ColorMatrix::Unspecified,
+    shmchan::fb::ColorRange color_range = shmchan::fb::ColorRange::Unspecified,
+    shmchan::fb::ColorPrimaries color_primaries = shmchan::fb::ColorPrimaries::Unspecified,
+    shmchan::fb::ColorTransfer color_transfer = shmchan::fb::ColorTransfer::Unspecified,
+    const shmchan::fb::Rational *sample_aspect_ratio = nullptr,
+    uint16_t rotation = 0,
+    shmchan::fb::FieldOrder field_order = shmchan::fb::FieldOrder::Unknown) {
   auto planes__ = planes ? _fbb.CreateVectorOfStructs<shmchan::fb::Plane>(*planes) : 0;
   return shmchan::fb::CreateFrame(
       _fbb,
@@ -245,7 +711,18 @@ inline ::flatbuffers::Offset<Frame> CreateFrameDirect(
       pixel_format,
       planes__,
       data_offset,
-      data_size);
+      data_size,
+      pts,
+      time_base,
+      duration,
+      keyframe,
+      color_matrix,
+      color_range,
+      color_primaries,
+      color_transfer,
+      sample_aspect_ratio,
+      rotation,
+      field_order);
 }
 
 inline const shmchan::fb::Frame *GetFrame(const void *buf) {

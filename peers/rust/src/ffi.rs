@@ -133,6 +133,7 @@ pub const SHMCHAN_START_OLDEST: u32 = 1;
 
 extern "C" {
     pub fn shmchan_strerror(err: c_int) -> *const c_char;
+    pub fn shmchan_default_slot_align(slot_size: u64) -> u32;
     pub fn shmchan_create(
         name: *const c_char,
         cfg: *const shmchan_config,

@@ -7,24 +7,60 @@ use crate::{Error, ErrorKind, Result};
 
 pub const DATA_ALIGN: usize = 64;
 
+/// Sample bytes, and per plane (horizontal subsampling, vertical subsampling, samples per pixel
+/// position), and whether the width must be even (docs/protocol.md, "Frame messages").
+fn format_planes(fmt: fb::PixelFormat) -> Option<(u32, &'static [(u32, u32, u32)], bool)> {
+    use fb::PixelFormat as P;
+    const ONE: &[(u32, u32, u32)] = &[(1, 1, 1)];
+    const THREE: &[(u32, u32, u32)] = &[(1, 1, 3)];
+    const FOUR: &[(u32, u32, u32)] = &[(1, 1, 4)];
+    const SEMI420: &[(u32, u32, u32)] = &[(1, 1, 1), (2, 2, 2)];
+    const P420: &[(u32, u32, u32)] = &[(1, 1, 1), (2, 2, 1), (2, 2, 1)];
+    const P422: &[(u32, u32, u32)] = &[(1, 1, 1), (2, 1, 1), (2, 1, 1)];
+    const P444: &[(u32, u32, u32)] = &[(1, 1, 1), (1, 1, 1), (1, 1, 1)];
+    const PACKED422: &[(u32, u32, u32)] = &[(1, 1, 2)];
+    Some(match fmt {
+        P::GRAY8 => (1, ONE, false),
+        P::RGB24 | P::BGR24 => (1, THREE, false),
+        P::RGBA32 | P::BGRA32 => (1, FOUR, false),
+        P::NV12 => (1, SEMI420, false),
+        P::I420 => (1, P420, false),
+        P::YUYV422 | P::UYVY422 => (1, PACKED422, true),
+        P::P010 => (2, SEMI420, false),
+        P::YUV422P => (1, P422, false),
+        P::YUV444P => (1, P444, false),
+        P::GRAY16 => (2, ONE, false),
+        P::RGB48 => (2, THREE, false),
+        P::YUV420P10 => (2, P420, false),
+        _ => return None,
+    })
+}
+
 /// (offset from data_offset, stride, rows) of each plane, packed back to back.
 pub fn plane_layout(fmt: fb::PixelFormat, width: u32, height: u32) -> Result<Vec<(u64, u32, u32)>> {
     if width == 0 || height == 0 || width > 1 << 16 || height > 1 << 16 {
         return Err(Error::new(ErrorKind::Decode, format!("frame size {width}x{height} outside 1..65536")));
     }
-    let (w, h) = (u64::from(width), u64::from(height));
-    let packed = |bpp: u32| Ok(vec![(0, width * bpp, height)]);
-    let (cw, ch) = ((width + 1) / 2, (height + 1) / 2);
-    match fmt {
-        fb::PixelFormat::GRAY8 => packed(1),
-        fb::PixelFormat::RGB24 | fb::PixelFormat::BGR24 => packed(3),
-        fb::PixelFormat::RGBA32 | fb::PixelFormat::BGRA32 => packed(4),
-        fb::PixelFormat::NV12 => Ok(vec![(0, width, height), (w * h, 2 * cw, ch)]),
-        fb::PixelFormat::I420 => {
-            Ok(vec![(0, width, height), (w * h, cw, ch), (w * h + u64::from(cw) * u64::from(ch), cw, ch)])
-        }
-        _ => Err(Error::new(ErrorKind::Decode, format!("unknown pixel format {}", fmt.0))),
+    let Some((bps, planes, even)) = format_planes(fmt) else {
+        return Err(Error::new(ErrorKind::Decode, format!("unknown pixel format {}", fmt.0)));
+    };
+    if even && width % 2 != 0 {
+        return Err(Error::new(ErrorKind::Decode, format!("{fmt:?} needs an even width, got {width}")));
     }
+    let mut off = 0u64;
+    let mut out = Vec::with_capacity(planes.len());
+    for &(xs, ys, n) in planes {
+        let row = bps * n * width.div_ceil(xs);
+        let rows = height.div_ceil(ys);
+        out.push((off, row, rows));
+        off += u64::from(row) * u64::from(rows);
+    }
+    Ok(out)
+}
+
+/// Bytes per sample of a pixel format (1, or 2 for the 16-bit formats).
+pub fn sample_bytes(fmt: fb::PixelFormat) -> u32 {
+    format_planes(fmt).map(|f| f.0).unwrap_or(1)
 }
 
 fn data_size(layout: &[(u64, u32, u32)]) -> u64 {
@@ -77,6 +113,7 @@ impl FrameWriter {
                 planes: Some(planes),
                 data_offset: data_offset as u64,
                 data_size: data_size(layout),
+                ..Default::default()
             },
         );
         b.finish(root, Some("SHFR"));
@@ -134,6 +171,23 @@ pub struct FrameRef<'m> {
     pub planes: Vec<(u64, u32, u32)>,
     /// the pixel area: data_offset .. data_offset + data_size
     pub pixels: &'m [u8],
+    /// release 2: media time in `time_base` units (None: the writer gave none)
+    pub pts: Option<i64>,
+    /// seconds per tick as (num, den); None: unknown
+    pub time_base: Option<(i32, i32)>,
+    pub duration: i64,
+    pub keyframe: bool,
+    pub color_matrix: fb::ColorMatrix,
+    pub color_range: fb::ColorRange,
+    pub color_primaries: fb::ColorPrimaries,
+    pub color_transfer: fb::ColorTransfer,
+    pub sample_aspect_ratio: Option<(i32, i32)>,
+    pub rotation: u16,
+    pub field_order: fb::FieldOrder,
+}
+
+fn ratio(r: Option<&fb::Rational>) -> Option<(i32, i32)> {
+    r.map(|r| (r.num(), r.den())).filter(|&(_, d)| d > 0)
 }
 
 /// Decodes (and verifies) a Frame message in place.
@@ -159,9 +213,12 @@ pub fn decode_frame(msg: &[u8]) -> Result<FrameRef<'_>> {
     if planes.len() != expect.len() {
         return bad(format!("{} planes, the format has {}", planes.len(), expect.len()));
     }
+    let bps = u64::from(sample_bytes(f.pixel_format()));
     for (i, (&(o, s, r), &(_, min_s, need_r))) in planes.iter().zip(&expect).enumerate() {
         let end = o + u64::from(s) * u64::from(r.max(1) - 1) + u64::from(min_s);
-        if r < need_r || s < min_s || (o as usize) < off || end > (off + size) as u64 {
+        if r < need_r || s < min_s || (o as usize) < off || end > (off + size) as u64 || o % bps != 0
+            || u64::from(s) % bps != 0
+        {
             return bad(format!("plane {i} does not fit the pixel area"));
         }
     }
@@ -173,5 +230,61 @@ pub fn decode_frame(msg: &[u8]) -> Result<FrameRef<'_>> {
         pixel_format: f.pixel_format(),
         planes,
         pixels: &msg[off..off + size],
+        pts: Some(f.pts()).filter(|&p| p != i64::MIN),
+        time_base: ratio(f.time_base()),
+        duration: f.duration(),
+        keyframe: f.keyframe(),
+        color_matrix: f.color_matrix(),
+        color_range: f.color_range(),
+        color_primaries: f.color_primaries(),
+        color_transfer: f.color_transfer(),
+        sample_aspect_ratio: ratio(f.sample_aspect_ratio()),
+        rotation: f.rotation(),
+        field_order: f.field_order(),
     })
+}
+
+fn ratio_text(r: Option<(i32, i32)>) -> String {
+    r.map(|(n, d)| format!("{n}/{d}")).unwrap_or_else(|| "-".into())
+}
+
+/// crc32 of a frame's pixel rows, plane by plane, without the row padding: equal for equal images
+/// whatever the strides.
+pub fn rows_crc(msg: &[u8], f: &FrameRef<'_>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if let Ok(layout) = plane_layout(f.pixel_format, f.width, f.height) {
+        for (&(o, s, _), &(_, row, rows)) in f.planes.iter().zip(&layout) {
+            for r in 0..u64::from(rows) {
+                let start = (o + r * u64::from(s)) as usize;
+                h.update(&msg[start..start + row as usize]);
+            }
+        }
+    }
+    h.finalize()
+}
+
+/// One line describing a decoded frame (the peers' `--verify frames` and `shmchan-inspect` output,
+/// identical in every language).
+pub fn frame_line(msg: &[u8], f: &FrameRef<'_>) -> String {
+    format!(
+        "frame seq={} ts={} size={}x{} format={} pts={} time_base={} duration={} key={} matrix={} range={} primaries={} \
+         transfer={} sar={} rotation={} field_order={} crc={:08x}",
+        f.seq,
+        f.timestamp_ns,
+        f.width,
+        f.height,
+        f.pixel_format.0,
+        f.pts.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        ratio_text(f.time_base),
+        f.duration,
+        u8::from(f.keyframe),
+        f.color_matrix.0,
+        f.color_range.0,
+        f.color_primaries.0,
+        f.color_transfer.0,
+        ratio_text(f.sample_aspect_ratio),
+        f.rotation,
+        f.field_order.0,
+        rows_crc(msg, f)
+    )
 }

@@ -39,6 +39,7 @@
 pub mod ffi;
 pub mod frame;
 pub mod interop;
+pub mod media;
 pub mod schema;
 pub mod tensor;
 
@@ -54,6 +55,16 @@ mod common_generated {
     pub use crate::common_raw::*;
 }
 #[allow(warnings, clippy::all)]
+#[path = "generated/rational_generated.rs"]
+mod rational_raw;
+/// The same shim for rational.fbs (included by frame, packet and audio).
+mod rational_generated {
+    #[allow(unused_imports)]
+    pub use crate::rational_raw::shmchan::fb::*;
+    #[allow(unused_imports)]
+    pub use crate::rational_raw::*;
+}
+#[allow(warnings, clippy::all)]
 #[path = "generated/channel_info_generated.rs"]
 mod channel_info_generated;
 #[allow(warnings, clippy::all)]
@@ -62,6 +73,17 @@ mod frame_generated;
 #[allow(warnings, clippy::all)]
 #[path = "generated/tensor_generated.rs"]
 mod tensor_generated;
+#[allow(warnings, clippy::all)]
+#[path = "generated/packet_generated.rs"]
+mod packet_generated;
+#[allow(warnings, clippy::all)]
+#[path = "generated/audio_generated.rs"]
+mod audio_generated;
+/// Release 1's Frame (schemas/evolution/frame_v1.fbs, namespace `frame_v1`): the old reader of the
+/// evolution tests, which must still read every Frame this release writes.
+#[allow(warnings, clippy::all)]
+#[path = "generated/frame_v1_generated.rs"]
+pub mod frame_v1_generated;
 /// Payload schema identities (names, identifiers, fingerprints, signatures), generated.
 #[allow(clippy::all)]
 #[path = "generated/signatures.rs"]
@@ -73,6 +95,9 @@ pub mod fb {
     pub use crate::common_raw::shmchan::fb::*;
     pub use crate::frame_generated::shmchan::fb::*;
     pub use crate::tensor_generated::shmchan::fb::*;
+    pub use crate::packet_generated::shmchan::fb::*;
+    pub use crate::audio_generated::shmchan::fb::*;
+    pub use crate::rational_raw::shmchan::fb::*;
 }
 
 use std::ffi::{CStr, CString};

@@ -433,3 +433,41 @@ fn channel_info_of_a_state_board_round_trips() {
     let st = State::create(&unique("stateci"), slot_size, Some(d)).unwrap();
     assert_eq!(st.channel_info().unwrap(), Some(ci));
 }
+
+fn golden(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../schemas/golden/{name}.bin", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Python's golden release-2 Frame: every media field reads back, and release 1's generated code
+/// (the old reader) still reads the fields it knows.
+#[test]
+fn golden_frame_v2_reads_new_fields_and_old_reader_still_works() {
+    let msg = golden("frame_v2");
+    let f = decode_frame(&msg).unwrap();
+    assert_eq!((f.seq, f.width, f.height, f.pixel_format), (41, 6, 4, fb::PixelFormat::I420));
+    assert_eq!((f.pts, f.time_base, f.duration, f.keyframe), (Some(-1001), Some((1, 30000)), 1001, true));
+    assert_eq!((f.color_matrix, f.color_range), (fb::ColorMatrix::BT709, fb::ColorRange::Limited));
+    assert_eq!((f.sample_aspect_ratio, f.rotation, f.field_order), (Some((4, 3)), 90, fb::FieldOrder::TopFirst));
+    let old = crate::frame_v1_generated::frame_v_1::root_as_frame(&msg).unwrap();
+    assert_eq!((old.seq(), old.width(), old.height(), old.pixel_format().0), (41, 6, 4, 7));
+    assert_eq!(old.data_offset() as usize + old.data_size() as usize, msg.len());
+}
+
+#[test]
+fn golden_packet_and_audio_decode_and_truncations_are_errors() {
+    let p = golden("packet");
+    let pk = crate::media::decode_packet(&p).unwrap();
+    assert_eq!((pk.codec, pk.pts, pk.dts, pk.keyframe, pk.data.len()), ("h264", Some(3003), Some(-1001), true, 100));
+    assert_eq!(pk.extradata, &[0x01, 0x64, 0x00, 0x28, 0xff, 0xe1]);
+    let a = golden("audio");
+    let au = crate::media::decode_audio(&a).unwrap();
+    assert_eq!((au.sample_rate, au.channels, au.samples, au.planar, au.channel_layout), (48000, 2, 5, true, "stereo"));
+    let ch1: Vec<f32> = au.channel_bytes(1).chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(ch1, vec![5.0 / 8.0, 6.0 / 8.0, 7.0 / 8.0, 8.0 / 8.0, 9.0 / 8.0]);
+    for cut in [8, p.len() / 2, p.len() - 1] {
+        assert!(crate::media::decode_packet(&p[..cut]).is_err());
+    }
+    for cut in [8, a.len() / 2, a.len() - 1] {
+        assert!(crate::media::decode_audio(&a[..cut]).is_err());
+    }
+}

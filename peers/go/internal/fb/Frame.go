@@ -65,6 +65,7 @@ func (rcv *Frame) MutateSeq(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(4, n)
 }
 
+/// capture or send time, ns since the Unix epoch (CLOCK_REALTIME); media time is `pts`
 func (rcv *Frame) TimestampNs() uint64 {
 	o := flatbuffers.UOffsetT(rcv._tab.Offset(6))
 	if o != 0 {
@@ -73,6 +74,7 @@ func (rcv *Frame) TimestampNs() uint64 {
 	return 0
 }
 
+/// capture or send time, ns since the Unix epoch (CLOCK_REALTIME); media time is `pts`
 func (rcv *Frame) MutateTimestampNs(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(6, n)
 }
@@ -160,8 +162,154 @@ func (rcv *Frame) MutateDataSize(n uint64) bool {
 	return rcv._tab.MutateUint64Slot(18, n)
 }
 
+/// presentation time in `time_base` units; may be negative; INT64_MIN: none (FFmpeg's AV_NOPTS_VALUE)
+func (rcv *Frame) Pts() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(20))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return -9223372036854775808
+}
+
+/// presentation time in `time_base` units; may be negative; INT64_MIN: none (FFmpeg's AV_NOPTS_VALUE)
+func (rcv *Frame) MutatePts(n int64) bool {
+	return rcv._tab.MutateInt64Slot(20, n)
+}
+
+/// seconds per pts/duration tick; absent or 0/0: unknown
+func (rcv *Frame) TimeBase(obj *Rational) *Rational {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(22))
+	if o != 0 {
+		x := o + rcv._tab.Pos
+		if obj == nil {
+			obj = new(Rational)
+		}
+		obj.Init(rcv._tab.Bytes, x)
+		return obj
+	}
+	return nil
+}
+
+/// seconds per pts/duration tick; absent or 0/0: unknown
+/// in `time_base` units; 0: unknown
+func (rcv *Frame) Duration() int64 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(24))
+	if o != 0 {
+		return rcv._tab.GetInt64(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+/// in `time_base` units; 0: unknown
+func (rcv *Frame) MutateDuration(n int64) bool {
+	return rcv._tab.MutateInt64Slot(24, n)
+}
+
+/// a key frame (an intra frame of the stream it was decoded from)
+func (rcv *Frame) Keyframe() bool {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(26))
+	if o != 0 {
+		return rcv._tab.GetBool(o + rcv._tab.Pos)
+	}
+	return false
+}
+
+/// a key frame (an intra frame of the stream it was decoded from)
+func (rcv *Frame) MutateKeyframe(n bool) bool {
+	return rcv._tab.MutateBoolSlot(26, n)
+}
+
+func (rcv *Frame) ColorMatrix() ColorMatrix {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(28))
+	if o != 0 {
+		return ColorMatrix(rcv._tab.GetByte(o + rcv._tab.Pos))
+	}
+	return 2
+}
+
+func (rcv *Frame) MutateColorMatrix(n ColorMatrix) bool {
+	return rcv._tab.MutateByteSlot(28, byte(n))
+}
+
+func (rcv *Frame) ColorRange() ColorRange {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(30))
+	if o != 0 {
+		return ColorRange(rcv._tab.GetByte(o + rcv._tab.Pos))
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateColorRange(n ColorRange) bool {
+	return rcv._tab.MutateByteSlot(30, byte(n))
+}
+
+func (rcv *Frame) ColorPrimaries() ColorPrimaries {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(32))
+	if o != 0 {
+		return ColorPrimaries(rcv._tab.GetByte(o + rcv._tab.Pos))
+	}
+	return 2
+}
+
+func (rcv *Frame) MutateColorPrimaries(n ColorPrimaries) bool {
+	return rcv._tab.MutateByteSlot(32, byte(n))
+}
+
+func (rcv *Frame) ColorTransfer() ColorTransfer {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(34))
+	if o != 0 {
+		return ColorTransfer(rcv._tab.GetByte(o + rcv._tab.Pos))
+	}
+	return 2
+}
+
+func (rcv *Frame) MutateColorTransfer(n ColorTransfer) bool {
+	return rcv._tab.MutateByteSlot(34, byte(n))
+}
+
+/// sample (pixel) aspect ratio; absent or 0/0: unknown (square)
+func (rcv *Frame) SampleAspectRatio(obj *Rational) *Rational {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(36))
+	if o != 0 {
+		x := o + rcv._tab.Pos
+		if obj == nil {
+			obj = new(Rational)
+		}
+		obj.Init(rcv._tab.Bytes, x)
+		return obj
+	}
+	return nil
+}
+
+/// sample (pixel) aspect ratio; absent or 0/0: unknown (square)
+/// display rotation, degrees clockwise: 0, 90, 180 or 270
+func (rcv *Frame) Rotation() uint16 {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(38))
+	if o != 0 {
+		return rcv._tab.GetUint16(o + rcv._tab.Pos)
+	}
+	return 0
+}
+
+/// display rotation, degrees clockwise: 0, 90, 180 or 270
+func (rcv *Frame) MutateRotation(n uint16) bool {
+	return rcv._tab.MutateUint16Slot(38, n)
+}
+
+func (rcv *Frame) FieldOrder() FieldOrder {
+	o := flatbuffers.UOffsetT(rcv._tab.Offset(40))
+	if o != 0 {
+		return FieldOrder(rcv._tab.GetByte(o + rcv._tab.Pos))
+	}
+	return 0
+}
+
+func (rcv *Frame) MutateFieldOrder(n FieldOrder) bool {
+	return rcv._tab.MutateByteSlot(40, byte(n))
+}
+
 func FrameStart(builder *flatbuffers.Builder) {
-	builder.StartObject(8)
+	builder.StartObject(19)
 }
 func FrameAddSeq(builder *flatbuffers.Builder, seq uint64) {
 	builder.PrependUint64Slot(0, seq, 0)
@@ -189,6 +337,39 @@ func FrameAddDataOffset(builder *flatbuffers.Builder, dataOffset uint64) {
 }
 func FrameAddDataSize(builder *flatbuffers.Builder, dataSize uint64) {
 	builder.PrependUint64Slot(7, dataSize, 0)
+}
+func FrameAddPts(builder *flatbuffers.Builder, pts int64) {
+	builder.PrependInt64Slot(8, pts, -9223372036854775808)
+}
+func FrameAddTimeBase(builder *flatbuffers.Builder, timeBase flatbuffers.UOffsetT) {
+	builder.PrependStructSlot(9, flatbuffers.UOffsetT(timeBase), 0)
+}
+func FrameAddDuration(builder *flatbuffers.Builder, duration int64) {
+	builder.PrependInt64Slot(10, duration, 0)
+}
+func FrameAddKeyframe(builder *flatbuffers.Builder, keyframe bool) {
+	builder.PrependBoolSlot(11, keyframe, false)
+}
+func FrameAddColorMatrix(builder *flatbuffers.Builder, colorMatrix ColorMatrix) {
+	builder.PrependByteSlot(12, byte(colorMatrix), 2)
+}
+func FrameAddColorRange(builder *flatbuffers.Builder, colorRange ColorRange) {
+	builder.PrependByteSlot(13, byte(colorRange), 0)
+}
+func FrameAddColorPrimaries(builder *flatbuffers.Builder, colorPrimaries ColorPrimaries) {
+	builder.PrependByteSlot(14, byte(colorPrimaries), 2)
+}
+func FrameAddColorTransfer(builder *flatbuffers.Builder, colorTransfer ColorTransfer) {
+	builder.PrependByteSlot(15, byte(colorTransfer), 2)
+}
+func FrameAddSampleAspectRatio(builder *flatbuffers.Builder, sampleAspectRatio flatbuffers.UOffsetT) {
+	builder.PrependStructSlot(16, flatbuffers.UOffsetT(sampleAspectRatio), 0)
+}
+func FrameAddRotation(builder *flatbuffers.Builder, rotation uint16) {
+	builder.PrependUint16Slot(17, rotation, 0)
+}
+func FrameAddFieldOrder(builder *flatbuffers.Builder, fieldOrder FieldOrder) {
+	builder.PrependByteSlot(18, byte(fieldOrder), 0)
 }
 func FrameEnd(builder *flatbuffers.Builder) flatbuffers.UOffsetT {
 	return builder.EndObject()

@@ -4,47 +4,79 @@ package fb
 
 import "strconv"
 
-/// Values are part of the wire format: only append.
+/// Values are part of the wire format: only append. Multi-byte samples are little-endian.
 type PixelFormat byte
 
 const (
-	PixelFormatUnknown PixelFormat = 0
+	PixelFormatUnknown   PixelFormat = 0
 	/// 1 plane, 1 byte per pixel
-	PixelFormatGRAY8   PixelFormat = 1
+	PixelFormatGRAY8     PixelFormat = 1
 	/// 1 plane, R G B bytes
-	PixelFormatRGB24   PixelFormat = 2
+	PixelFormatRGB24     PixelFormat = 2
 	/// 1 plane, B G R bytes
-	PixelFormatBGR24   PixelFormat = 3
+	PixelFormatBGR24     PixelFormat = 3
 	/// 1 plane, R G B A bytes
-	PixelFormatRGBA32  PixelFormat = 4
+	PixelFormatRGBA32    PixelFormat = 4
 	/// 1 plane, B G R A bytes
-	PixelFormatBGRA32  PixelFormat = 5
+	PixelFormatBGRA32    PixelFormat = 5
 	/// 2 planes: Y (height rows), interleaved U V (height/2 rows of width bytes)
-	PixelFormatNV12    PixelFormat = 6
+	PixelFormatNV12      PixelFormat = 6
 	/// 3 planes: Y, U, V (U and V: height/2 rows of width/2 bytes)
-	PixelFormatI420    PixelFormat = 7
+	PixelFormatI420      PixelFormat = 7
+	/// 1 plane, Y0 U Y1 V (4:2:2, 2 bytes per pixel, even width)
+	PixelFormatYUYV422   PixelFormat = 8
+	/// 1 plane, U Y0 V Y1 (4:2:2, 2 bytes per pixel, even width)
+	PixelFormatUYVY422   PixelFormat = 9
+	/// 2 planes of 16-bit samples, 10 significant bits in the high bits: Y, interleaved U V (as NV12)
+	PixelFormatP010      PixelFormat = 10
+	/// 3 planes: Y, U, V (U and V: height rows of width/2 bytes)
+	PixelFormatYUV422P   PixelFormat = 11
+	/// 3 planes: Y, U, V, each width x height bytes
+	PixelFormatYUV444P   PixelFormat = 12
+	/// 1 plane, 16-bit samples
+	PixelFormatGRAY16    PixelFormat = 13
+	/// 1 plane, R G B 16-bit samples
+	PixelFormatRGB48     PixelFormat = 14
+	/// 3 planes of 16-bit samples, 10 significant bits in the low bits: Y, U, V (as I420)
+	PixelFormatYUV420P10 PixelFormat = 15
 )
 
 var EnumNamesPixelFormat = map[PixelFormat]string{
-	PixelFormatUnknown: "Unknown",
-	PixelFormatGRAY8:   "GRAY8",
-	PixelFormatRGB24:   "RGB24",
-	PixelFormatBGR24:   "BGR24",
-	PixelFormatRGBA32:  "RGBA32",
-	PixelFormatBGRA32:  "BGRA32",
-	PixelFormatNV12:    "NV12",
-	PixelFormatI420:    "I420",
+	PixelFormatUnknown:   "Unknown",
+	PixelFormatGRAY8:     "GRAY8",
+	PixelFormatRGB24:     "RGB24",
+	PixelFormatBGR24:     "BGR24",
+	PixelFormatRGBA32:    "RGBA32",
+	PixelFormatBGRA32:    "BGRA32",
+	PixelFormatNV12:      "NV12",
+	PixelFormatI420:      "I420",
+	PixelFormatYUYV422:   "YUYV422",
+	PixelFormatUYVY422:   "UYVY422",
+	PixelFormatP010:      "P010",
+	PixelFormatYUV422P:   "YUV422P",
+	PixelFormatYUV444P:   "YUV444P",
+	PixelFormatGRAY16:    "GRAY16",
+	PixelFormatRGB48:     "RGB48",
+	PixelFormatYUV420P10: "YUV420P10",
 }
 
 var EnumValuesPixelFormat = map[string]PixelFormat{
-	"Unknown": PixelFormatUnknown,
-	"GRAY8":   PixelFormatGRAY8,
-	"RGB24":   PixelFormatRGB24,
-	"BGR24":   PixelFormatBGR24,
-	"RGBA32":  PixelFormatRGBA32,
-	"BGRA32":  PixelFormatBGRA32,
-	"NV12":    PixelFormatNV12,
-	"I420":    PixelFormatI420,
+	"Unknown":   PixelFormatUnknown,
+	"GRAY8":     PixelFormatGRAY8,
+	"RGB24":     PixelFormatRGB24,
+	"BGR24":     PixelFormatBGR24,
+	"RGBA32":    PixelFormatRGBA32,
+	"BGRA32":    PixelFormatBGRA32,
+	"NV12":      PixelFormatNV12,
+	"I420":      PixelFormatI420,
+	"YUYV422":   PixelFormatYUYV422,
+	"UYVY422":   PixelFormatUYVY422,
+	"P010":      PixelFormatP010,
+	"YUV422P":   PixelFormatYUV422P,
+	"YUV444P":   PixelFormatYUV444P,
+	"GRAY16":    PixelFormatGRAY16,
+	"RGB48":     PixelFormatRGB48,
+	"YUV420P10": PixelFormatYUV420P10,
 }
 
 func (v PixelFormat) String() string {

@@ -49,7 +49,8 @@ fn writer(f: &common::Flags) {
             kind: fb::ChannelKind::Broadcast.0,
             slot_size,
             capacity,
-            slot_align: 4096,
+            // the alignment the core gives a slot of this size (the ChannelInfo repeats the header's)
+            slot_align: unsafe { shmchan::ffi::shmchan_default_slot_align(slot_size) },
             payload: None,
             dtype: fb::DType::Unknown,
             shape: None,
@@ -61,7 +62,6 @@ fn writer(f: &common::Flags) {
             capacity,
             max_readers: f.get("max-readers", 8),
             policy: pol,
-            slot_align: 4096, // as the descriptor says (protocol R48)
             descriptor: Some(d),
             ..Default::default()
         };

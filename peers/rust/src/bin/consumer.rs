@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 // Rust consumer: receives Frame messages, decodes them in place and verifies them (crc32 of the
-// pixels, or one byte per 4 KiB page of the test pattern). Prints "ready", then
+// pixels, or one byte per 4 KiB page of the test pattern; `--verify frames` prints a line per frame
+// with the crc32 of its pixel rows and its media fields). Prints "ready", then
 // "done frames=N crc=XXXXXXXX seconds=S fps=F errors=E".
 mod common;
 
-use shmchan::frame::{decode_frame, FrameWriter};
+use shmchan::frame::{decode_frame, frame_line, FrameWriter};
 use shmchan::{pattern, ErrorKind};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,10 @@ fn main() {
         }
         match o.verify.as_str() {
             "crc" => crc.update(f.pixels),
+            "frames" => {
+                crc.update(f.pixels);
+                println!("{}", frame_line(m.bytes(), &f));
+            }
             "stamp" => {
                 if base.len() != f.pixels.len() {
                     base = pattern::base(f.pixels.len());

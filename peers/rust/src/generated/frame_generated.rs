@@ -2,21 +2,24 @@
 // @generated
 extern crate alloc;
 
+use crate::rational_generated::*;
 
 #[allow(unused_imports, dead_code)]
 pub mod shmchan {
 
+  use crate::rational_generated::*;
 #[allow(unused_imports, dead_code)]
 pub mod fb {
 
+  use crate::rational_generated::*;
 
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PIXEL_FORMAT: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PIXEL_FORMAT: u8 = 7;
+pub const ENUM_MAX_PIXEL_FORMAT: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PIXEL_FORMAT: [PixelFormat; 8] = [
+pub const ENUM_VALUES_PIXEL_FORMAT: [PixelFormat; 16] = [
   PixelFormat::Unknown,
   PixelFormat::GRAY8,
   PixelFormat::RGB24,
@@ -25,9 +28,17 @@ pub const ENUM_VALUES_PIXEL_FORMAT: [PixelFormat; 8] = [
   PixelFormat::BGRA32,
   PixelFormat::NV12,
   PixelFormat::I420,
+  PixelFormat::YUYV422,
+  PixelFormat::UYVY422,
+  PixelFormat::P010,
+  PixelFormat::YUV422P,
+  PixelFormat::YUV444P,
+  PixelFormat::GRAY16,
+  PixelFormat::RGB48,
+  PixelFormat::YUV420P10,
 ];
 
-/// Values are part of the wire format: only append.
+/// Values are part of the wire format: only append. Multi-byte samples are little-endian.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
 pub struct PixelFormat(pub u8);
@@ -48,9 +59,25 @@ impl PixelFormat {
   pub const NV12: Self = Self(6);
   /// 3 planes: Y, U, V (U and V: height/2 rows of width/2 bytes)
   pub const I420: Self = Self(7);
+  /// 1 plane, Y0 U Y1 V (4:2:2, 2 bytes per pixel, even width)
+  pub const YUYV422: Self = Self(8);
+  /// 1 plane, U Y0 V Y1 (4:2:2, 2 bytes per pixel, even width)
+  pub const UYVY422: Self = Self(9);
+  /// 2 planes of 16-bit samples, 10 significant bits in the high bits: Y, interleaved U V (as NV12)
+  pub const P010: Self = Self(10);
+  /// 3 planes: Y, U, V (U and V: height rows of width/2 bytes)
+  pub const YUV422P: Self = Self(11);
+  /// 3 planes: Y, U, V, each width x height bytes
+  pub const YUV444P: Self = Self(12);
+  /// 1 plane, 16-bit samples
+  pub const GRAY16: Self = Self(13);
+  /// 1 plane, R G B 16-bit samples
+  pub const RGB48: Self = Self(14);
+  /// 3 planes of 16-bit samples, 10 significant bits in the low bits: Y, U, V (as I420)
+  pub const YUV420P10: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unknown,
     Self::GRAY8,
@@ -60,6 +87,14 @@ impl PixelFormat {
     Self::BGRA32,
     Self::NV12,
     Self::I420,
+    Self::YUYV422,
+    Self::UYVY422,
+    Self::P010,
+    Self::YUV422P,
+    Self::YUV444P,
+    Self::GRAY16,
+    Self::RGB48,
+    Self::YUV420P10,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -72,6 +107,14 @@ impl PixelFormat {
       Self::BGRA32 => Some("BGRA32"),
       Self::NV12 => Some("NV12"),
       Self::I420 => Some("I420"),
+      Self::YUYV422 => Some("YUYV422"),
+      Self::UYVY422 => Some("UYVY422"),
+      Self::P010 => Some("P010"),
+      Self::YUV422P => Some("YUV422P"),
+      Self::YUV444P => Some("YUV444P"),
+      Self::GRAY16 => Some("GRAY16"),
+      Self::RGB48 => Some("RGB48"),
+      Self::YUV420P10 => Some("YUV420P10"),
       _ => None,
     }
   }
@@ -126,6 +169,616 @@ impl<'a> ::flatbuffers::Verifiable for PixelFormat {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for PixelFormat {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_COLOR_MATRIX: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_COLOR_MATRIX: u8 = 14;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_COLOR_MATRIX: [ColorMatrix; 15] = [
+  ColorMatrix::RGB,
+  ColorMatrix::BT709,
+  ColorMatrix::Unspecified,
+  ColorMatrix::Reserved,
+  ColorMatrix::FCC,
+  ColorMatrix::BT470BG,
+  ColorMatrix::SMPTE170M,
+  ColorMatrix::SMPTE240M,
+  ColorMatrix::YCgCo,
+  ColorMatrix::BT2020_NCL,
+  ColorMatrix::BT2020_CL,
+  ColorMatrix::SMPTE2085,
+  ColorMatrix::ChromaDerivedNCL,
+  ColorMatrix::ChromaDerivedCL,
+  ColorMatrix::ICtCp,
+];
+
+/// YCbCr -> RGB matrix: ITU-T H.273 MatrixCoefficients code points (FFmpeg's AVColorSpace).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ColorMatrix(pub u8);
+#[allow(non_upper_case_globals)]
+impl ColorMatrix {
+  pub const RGB: Self = Self(0);
+  pub const BT709: Self = Self(1);
+  pub const Unspecified: Self = Self(2);
+  pub const Reserved: Self = Self(3);
+  pub const FCC: Self = Self(4);
+  pub const BT470BG: Self = Self(5);
+  pub const SMPTE170M: Self = Self(6);
+  pub const SMPTE240M: Self = Self(7);
+  pub const YCgCo: Self = Self(8);
+  pub const BT2020_NCL: Self = Self(9);
+  pub const BT2020_CL: Self = Self(10);
+  pub const SMPTE2085: Self = Self(11);
+  pub const ChromaDerivedNCL: Self = Self(12);
+  pub const ChromaDerivedCL: Self = Self(13);
+  pub const ICtCp: Self = Self(14);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::RGB,
+    Self::BT709,
+    Self::Unspecified,
+    Self::Reserved,
+    Self::FCC,
+    Self::BT470BG,
+    Self::SMPTE170M,
+    Self::SMPTE240M,
+    Self::YCgCo,
+    Self::BT2020_NCL,
+    Self::BT2020_CL,
+    Self::SMPTE2085,
+    Self::ChromaDerivedNCL,
+    Self::ChromaDerivedCL,
+    Self::ICtCp,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::RGB => Some("RGB"),
+      Self::BT709 => Some("BT709"),
+      Self::Unspecified => Some("Unspecified"),
+      Self::Reserved => Some("Reserved"),
+      Self::FCC => Some("FCC"),
+      Self::BT470BG => Some("BT470BG"),
+      Self::SMPTE170M => Some("SMPTE170M"),
+      Self::SMPTE240M => Some("SMPTE240M"),
+      Self::YCgCo => Some("YCgCo"),
+      Self::BT2020_NCL => Some("BT2020_NCL"),
+      Self::BT2020_CL => Some("BT2020_CL"),
+      Self::SMPTE2085 => Some("SMPTE2085"),
+      Self::ChromaDerivedNCL => Some("ChromaDerivedNCL"),
+      Self::ChromaDerivedCL => Some("ChromaDerivedCL"),
+      Self::ICtCp => Some("ICtCp"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ColorMatrix {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ColorMatrix {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ColorMatrix {
+    type Output = ColorMatrix;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ColorMatrix {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ColorMatrix {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ColorMatrix {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_COLOR_PRIMARIES: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_COLOR_PRIMARIES: u8 = 22;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_COLOR_PRIMARIES: [ColorPrimaries; 14] = [
+  ColorPrimaries::Reserved0,
+  ColorPrimaries::BT709,
+  ColorPrimaries::Unspecified,
+  ColorPrimaries::Reserved,
+  ColorPrimaries::BT470M,
+  ColorPrimaries::BT470BG,
+  ColorPrimaries::SMPTE170M,
+  ColorPrimaries::SMPTE240M,
+  ColorPrimaries::Film,
+  ColorPrimaries::BT2020,
+  ColorPrimaries::SMPTE428,
+  ColorPrimaries::SMPTE431,
+  ColorPrimaries::SMPTE432,
+  ColorPrimaries::EBU3213,
+];
+
+/// Colour primaries: ITU-T H.273 ColourPrimaries code points (FFmpeg's AVColorPrimaries).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ColorPrimaries(pub u8);
+#[allow(non_upper_case_globals)]
+impl ColorPrimaries {
+  pub const Reserved0: Self = Self(0);
+  pub const BT709: Self = Self(1);
+  pub const Unspecified: Self = Self(2);
+  pub const Reserved: Self = Self(3);
+  pub const BT470M: Self = Self(4);
+  pub const BT470BG: Self = Self(5);
+  pub const SMPTE170M: Self = Self(6);
+  pub const SMPTE240M: Self = Self(7);
+  pub const Film: Self = Self(8);
+  pub const BT2020: Self = Self(9);
+  pub const SMPTE428: Self = Self(10);
+  pub const SMPTE431: Self = Self(11);
+  pub const SMPTE432: Self = Self(12);
+  pub const EBU3213: Self = Self(22);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Reserved0,
+    Self::BT709,
+    Self::Unspecified,
+    Self::Reserved,
+    Self::BT470M,
+    Self::BT470BG,
+    Self::SMPTE170M,
+    Self::SMPTE240M,
+    Self::Film,
+    Self::BT2020,
+    Self::SMPTE428,
+    Self::SMPTE431,
+    Self::SMPTE432,
+    Self::EBU3213,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Reserved0 => Some("Reserved0"),
+      Self::BT709 => Some("BT709"),
+      Self::Unspecified => Some("Unspecified"),
+      Self::Reserved => Some("Reserved"),
+      Self::BT470M => Some("BT470M"),
+      Self::BT470BG => Some("BT470BG"),
+      Self::SMPTE170M => Some("SMPTE170M"),
+      Self::SMPTE240M => Some("SMPTE240M"),
+      Self::Film => Some("Film"),
+      Self::BT2020 => Some("BT2020"),
+      Self::SMPTE428 => Some("SMPTE428"),
+      Self::SMPTE431 => Some("SMPTE431"),
+      Self::SMPTE432 => Some("SMPTE432"),
+      Self::EBU3213 => Some("EBU3213"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ColorPrimaries {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ColorPrimaries {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ColorPrimaries {
+    type Output = ColorPrimaries;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ColorPrimaries {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ColorPrimaries {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ColorPrimaries {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_COLOR_TRANSFER: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_COLOR_TRANSFER: u8 = 18;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_COLOR_TRANSFER: [ColorTransfer; 19] = [
+  ColorTransfer::Reserved0,
+  ColorTransfer::BT709,
+  ColorTransfer::Unspecified,
+  ColorTransfer::Reserved,
+  ColorTransfer::Gamma22,
+  ColorTransfer::Gamma28,
+  ColorTransfer::SMPTE170M,
+  ColorTransfer::SMPTE240M,
+  ColorTransfer::Linear,
+  ColorTransfer::Log100,
+  ColorTransfer::Log316,
+  ColorTransfer::IEC61966_2_4,
+  ColorTransfer::BT1361,
+  ColorTransfer::SRGB,
+  ColorTransfer::BT2020_10,
+  ColorTransfer::BT2020_12,
+  ColorTransfer::SMPTE2084,
+  ColorTransfer::SMPTE428,
+  ColorTransfer::ARIB_STD_B67,
+];
+
+/// Transfer characteristics: ITU-T H.273 TransferCharacteristics code points (FFmpeg's
+/// AVColorTransferCharacteristic).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ColorTransfer(pub u8);
+#[allow(non_upper_case_globals)]
+impl ColorTransfer {
+  pub const Reserved0: Self = Self(0);
+  pub const BT709: Self = Self(1);
+  pub const Unspecified: Self = Self(2);
+  pub const Reserved: Self = Self(3);
+  pub const Gamma22: Self = Self(4);
+  pub const Gamma28: Self = Self(5);
+  pub const SMPTE170M: Self = Self(6);
+  pub const SMPTE240M: Self = Self(7);
+  pub const Linear: Self = Self(8);
+  pub const Log100: Self = Self(9);
+  pub const Log316: Self = Self(10);
+  pub const IEC61966_2_4: Self = Self(11);
+  pub const BT1361: Self = Self(12);
+  pub const SRGB: Self = Self(13);
+  pub const BT2020_10: Self = Self(14);
+  pub const BT2020_12: Self = Self(15);
+  pub const SMPTE2084: Self = Self(16);
+  pub const SMPTE428: Self = Self(17);
+  pub const ARIB_STD_B67: Self = Self(18);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Reserved0,
+    Self::BT709,
+    Self::Unspecified,
+    Self::Reserved,
+    Self::Gamma22,
+    Self::Gamma28,
+    Self::SMPTE170M,
+    Self::SMPTE240M,
+    Self::Linear,
+    Self::Log100,
+    Self::Log316,
+    Self::IEC61966_2_4,
+    Self::BT1361,
+    Self::SRGB,
+    Self::BT2020_10,
+    Self::BT2020_12,
+    Self::SMPTE2084,
+    Self::SMPTE428,
+    Self::ARIB_STD_B67,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Reserved0 => Some("Reserved0"),
+      Self::BT709 => Some("BT709"),
+      Self::Unspecified => Some("Unspecified"),
+      Self::Reserved => Some("Reserved"),
+      Self::Gamma22 => Some("Gamma22"),
+      Self::Gamma28 => Some("Gamma28"),
+      Self::SMPTE170M => Some("SMPTE170M"),
+      Self::SMPTE240M => Some("SMPTE240M"),
+      Self::Linear => Some("Linear"),
+      Self::Log100 => Some("Log100"),
+      Self::Log316 => Some("Log316"),
+      Self::IEC61966_2_4 => Some("IEC61966_2_4"),
+      Self::BT1361 => Some("BT1361"),
+      Self::SRGB => Some("SRGB"),
+      Self::BT2020_10 => Some("BT2020_10"),
+      Self::BT2020_12 => Some("BT2020_12"),
+      Self::SMPTE2084 => Some("SMPTE2084"),
+      Self::SMPTE428 => Some("SMPTE428"),
+      Self::ARIB_STD_B67 => Some("ARIB_STD_B67"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ColorTransfer {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ColorTransfer {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ColorTransfer {
+    type Output = ColorTransfer;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ColorTransfer {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ColorTransfer {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ColorTransfer {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_COLOR_RANGE: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_COLOR_RANGE: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_COLOR_RANGE: [ColorRange; 3] = [
+  ColorRange::Unspecified,
+  ColorRange::Limited,
+  ColorRange::Full,
+];
+
+/// Sample value range (FFmpeg's AVColorRange).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ColorRange(pub u8);
+#[allow(non_upper_case_globals)]
+impl ColorRange {
+  pub const Unspecified: Self = Self(0);
+  /// "limited", "tv", "mpeg": Y 16-235, chroma 16-240 (8-bit)
+  pub const Limited: Self = Self(1);
+  /// "full", "pc", "jpeg": 0-255 (8-bit)
+  pub const Full: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Unspecified,
+    Self::Limited,
+    Self::Full,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Unspecified => Some("Unspecified"),
+      Self::Limited => Some("Limited"),
+      Self::Full => Some("Full"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ColorRange {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ColorRange {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ColorRange {
+    type Output = ColorRange;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ColorRange {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ColorRange {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ColorRange {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_FIELD_ORDER: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_FIELD_ORDER: u8 = 3;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_FIELD_ORDER: [FieldOrder; 4] = [
+  FieldOrder::Unknown,
+  FieldOrder::Progressive,
+  FieldOrder::TopFirst,
+  FieldOrder::BottomFirst,
+];
+
+/// Interlacing.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct FieldOrder(pub u8);
+#[allow(non_upper_case_globals)]
+impl FieldOrder {
+  pub const Unknown: Self = Self(0);
+  pub const Progressive: Self = Self(1);
+  /// interlaced, top field first
+  pub const TopFirst: Self = Self(2);
+  /// interlaced, bottom field first
+  pub const BottomFirst: Self = Self(3);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 3;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Unknown,
+    Self::Progressive,
+    Self::TopFirst,
+    Self::BottomFirst,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Unknown => Some("Unknown"),
+      Self::Progressive => Some("Progressive"),
+      Self::TopFirst => Some("TopFirst"),
+      Self::BottomFirst => Some("BottomFirst"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for FieldOrder {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for FieldOrder {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for FieldOrder {
+    type Output = FieldOrder;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for FieldOrder {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for FieldOrder {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for FieldOrder {}
 /// One image plane: its first byte and the distance between rows, in bytes.
 // struct Plane, aligned to 8
 #[repr(transparent)]
@@ -313,6 +966,17 @@ impl<'a> Frame<'a> {
   pub const VT_PLANES: ::flatbuffers::VOffsetT = 14;
   pub const VT_DATA_OFFSET: ::flatbuffers::VOffsetT = 16;
   pub const VT_DATA_SIZE: ::flatbuffers::VOffsetT = 18;
+  pub const VT_PTS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_TIME_BASE: ::flatbuffers::VOffsetT = 22;
+  pub const VT_DURATION: ::flatbuffers::VOffsetT = 24;
+  pub const VT_KEYFRAME: ::flatbuffers::VOffsetT = 26;
+  pub const VT_COLOR_MATRIX: ::flatbuffers::VOffsetT = 28;
+  pub const VT_COLOR_RANGE: ::flatbuffers::VOffsetT = 30;
+  pub const VT_COLOR_PRIMARIES: ::flatbuffers::VOffsetT = 32;
+  pub const VT_COLOR_TRANSFER: ::flatbuffers::VOffsetT = 34;
+  pub const VT_SAMPLE_ASPECT_RATIO: ::flatbuffers::VOffsetT = 36;
+  pub const VT_ROTATION: ::flatbuffers::VOffsetT = 38;
+  pub const VT_FIELD_ORDER: ::flatbuffers::VOffsetT = 40;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -324,13 +988,24 @@ impl<'a> Frame<'a> {
     args: &'args FrameArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Frame<'bldr>> {
     let mut builder = FrameBuilder::new(_fbb);
+    builder.add_duration(args.duration);
+    builder.add_pts(args.pts);
     builder.add_data_size(args.data_size);
     builder.add_data_offset(args.data_offset);
     builder.add_timestamp_ns(args.timestamp_ns);
     builder.add_seq(args.seq);
+    if let Some(x) = args.sample_aspect_ratio { builder.add_sample_aspect_ratio(x); }
+    if let Some(x) = args.time_base { builder.add_time_base(x); }
     if let Some(x) = args.planes { builder.add_planes(x); }
     builder.add_height(args.height);
     builder.add_width(args.width);
+    builder.add_rotation(args.rotation);
+    builder.add_field_order(args.field_order);
+    builder.add_color_transfer(args.color_transfer);
+    builder.add_color_primaries(args.color_primaries);
+    builder.add_color_range(args.color_range);
+    builder.add_color_matrix(args.color_matrix);
+    builder.add_keyframe(args.keyframe);
     builder.add_pixel_format(args.pixel_format);
     builder.finish()
   }
@@ -343,6 +1018,7 @@ impl<'a> Frame<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Frame::VT_SEQ, Some(0)).unwrap()}
   }
+  /// capture or send time, ns since the Unix epoch (CLOCK_REALTIME); media time is `pts`
   #[inline]
   pub fn timestamp_ns(&self) -> u64 {
     // Safety:
@@ -394,6 +1070,89 @@ impl<'a> Frame<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Frame::VT_DATA_SIZE, Some(0)).unwrap()}
   }
+  /// presentation time in `time_base` units; may be negative; INT64_MIN: none (FFmpeg's AV_NOPTS_VALUE)
+  #[inline]
+  pub fn pts(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Frame::VT_PTS, Some(-9223372036854775808)).unwrap()}
+  }
+  /// seconds per pts/duration tick; absent or 0/0: unknown
+  #[inline]
+  pub fn time_base(&self) -> Option<&'a Rational> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Rational>(Frame::VT_TIME_BASE, None)}
+  }
+  /// in `time_base` units; 0: unknown
+  #[inline]
+  pub fn duration(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Frame::VT_DURATION, Some(0)).unwrap()}
+  }
+  /// a key frame (an intra frame of the stream it was decoded from)
+  #[inline]
+  pub fn keyframe(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Frame::VT_KEYFRAME, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn color_matrix(&self) -> ColorMatrix {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ColorMatrix>(Frame::VT_COLOR_MATRIX, Some(ColorMatrix::Unspecified)).unwrap()}
+  }
+  #[inline]
+  pub fn color_range(&self) -> ColorRange {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ColorRange>(Frame::VT_COLOR_RANGE, Some(ColorRange::Unspecified)).unwrap()}
+  }
+  #[inline]
+  pub fn color_primaries(&self) -> ColorPrimaries {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ColorPrimaries>(Frame::VT_COLOR_PRIMARIES, Some(ColorPrimaries::Unspecified)).unwrap()}
+  }
+  #[inline]
+  pub fn color_transfer(&self) -> ColorTransfer {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ColorTransfer>(Frame::VT_COLOR_TRANSFER, Some(ColorTransfer::Unspecified)).unwrap()}
+  }
+  /// sample (pixel) aspect ratio; absent or 0/0: unknown (square)
+  #[inline]
+  pub fn sample_aspect_ratio(&self) -> Option<&'a Rational> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Rational>(Frame::VT_SAMPLE_ASPECT_RATIO, None)}
+  }
+  /// display rotation, degrees clockwise: 0, 90, 180 or 270
+  #[inline]
+  pub fn rotation(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(Frame::VT_ROTATION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn field_order(&self) -> FieldOrder {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<FieldOrder>(Frame::VT_FIELD_ORDER, Some(FieldOrder::Unknown)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Frame<'_> {
@@ -410,6 +1169,17 @@ impl ::flatbuffers::Verifiable for Frame<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Plane>>>("planes", Self::VT_PLANES, false)?
      .visit_field::<u64>("data_offset", Self::VT_DATA_OFFSET, false)?
      .visit_field::<u64>("data_size", Self::VT_DATA_SIZE, false)?
+     .visit_field::<i64>("pts", Self::VT_PTS, false)?
+     .visit_field::<Rational>("time_base", Self::VT_TIME_BASE, false)?
+     .visit_field::<i64>("duration", Self::VT_DURATION, false)?
+     .visit_field::<bool>("keyframe", Self::VT_KEYFRAME, false)?
+     .visit_field::<ColorMatrix>("color_matrix", Self::VT_COLOR_MATRIX, false)?
+     .visit_field::<ColorRange>("color_range", Self::VT_COLOR_RANGE, false)?
+     .visit_field::<ColorPrimaries>("color_primaries", Self::VT_COLOR_PRIMARIES, false)?
+     .visit_field::<ColorTransfer>("color_transfer", Self::VT_COLOR_TRANSFER, false)?
+     .visit_field::<Rational>("sample_aspect_ratio", Self::VT_SAMPLE_ASPECT_RATIO, false)?
+     .visit_field::<u16>("rotation", Self::VT_ROTATION, false)?
+     .visit_field::<FieldOrder>("field_order", Self::VT_FIELD_ORDER, false)?
      .finish();
     Ok(())
   }
@@ -423,6 +1193,17 @@ pub struct FrameArgs<'a> {
     pub planes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Plane>>>,
     pub data_offset: u64,
     pub data_size: u64,
+    pub pts: i64,
+    pub time_base: Option<&'a Rational>,
+    pub duration: i64,
+    pub keyframe: bool,
+    pub color_matrix: ColorMatrix,
+    pub color_range: ColorRange,
+    pub color_primaries: ColorPrimaries,
+    pub color_transfer: ColorTransfer,
+    pub sample_aspect_ratio: Option<&'a Rational>,
+    pub rotation: u16,
+    pub field_order: FieldOrder,
 }
 impl<'a> Default for FrameArgs<'a> {
   #[inline]
@@ -436,6 +1217,17 @@ impl<'a> Default for FrameArgs<'a> {
       planes: None,
       data_offset: 0,
       data_size: 0,
+      pts: -9223372036854775808,
+      time_base: None,
+      duration: 0,
+      keyframe: false,
+      color_matrix: ColorMatrix::Unspecified,
+      color_range: ColorRange::Unspecified,
+      color_primaries: ColorPrimaries::Unspecified,
+      color_transfer: ColorTransfer::Unspecified,
+      sample_aspect_ratio: None,
+      rotation: 0,
+      field_order: FieldOrder::Unknown,
     }
   }
 }
@@ -478,6 +1270,50 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FrameBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Frame::VT_DATA_SIZE, data_size, 0);
   }
   #[inline]
+  pub fn add_pts(&mut self, pts: i64) {
+    self.fbb_.push_slot::<i64>(Frame::VT_PTS, pts, -9223372036854775808);
+  }
+  #[inline]
+  pub fn add_time_base(&mut self, time_base: &Rational) {
+    self.fbb_.push_slot_always::<&Rational>(Frame::VT_TIME_BASE, time_base);
+  }
+  #[inline]
+  pub fn add_duration(&mut self, duration: i64) {
+    self.fbb_.push_slot::<i64>(Frame::VT_DURATION, duration, 0);
+  }
+  #[inline]
+  pub fn add_keyframe(&mut self, keyframe: bool) {
+    self.fbb_.push_slot::<bool>(Frame::VT_KEYFRAME, keyframe, false);
+  }
+  #[inline]
+  pub fn add_color_matrix(&mut self, color_matrix: ColorMatrix) {
+    self.fbb_.push_slot::<ColorMatrix>(Frame::VT_COLOR_MATRIX, color_matrix, ColorMatrix::Unspecified);
+  }
+  #[inline]
+  pub fn add_color_range(&mut self, color_range: ColorRange) {
+    self.fbb_.push_slot::<ColorRange>(Frame::VT_COLOR_RANGE, color_range, ColorRange::Unspecified);
+  }
+  #[inline]
+  pub fn add_color_primaries(&mut self, color_primaries: ColorPrimaries) {
+    self.fbb_.push_slot::<ColorPrimaries>(Frame::VT_COLOR_PRIMARIES, color_primaries, ColorPrimaries::Unspecified);
+  }
+  #[inline]
+  pub fn add_color_transfer(&mut self, color_transfer: ColorTransfer) {
+    self.fbb_.push_slot::<ColorTransfer>(Frame::VT_COLOR_TRANSFER, color_transfer, ColorTransfer::Unspecified);
+  }
+  #[inline]
+  pub fn add_sample_aspect_ratio(&mut self, sample_aspect_ratio: &Rational) {
+    self.fbb_.push_slot_always::<&Rational>(Frame::VT_SAMPLE_ASPECT_RATIO, sample_aspect_ratio);
+  }
+  #[inline]
+  pub fn add_rotation(&mut self, rotation: u16) {
+    self.fbb_.push_slot::<u16>(Frame::VT_ROTATION, rotation, 0);
+  }
+  #[inline]
+  pub fn add_field_order(&mut self, field_order: FieldOrder) {
+    self.fbb_.push_slot::<FieldOrder>(Frame::VT_FIELD_ORDER, field_order, FieldOrder::Unknown);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FrameBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FrameBuilder {
@@ -503,6 +1339,17 @@ impl ::core::fmt::Debug for Frame<'_> {
       ds.field("planes", &self.planes());
       ds.field("data_offset", &self.data_offset());
       ds.field("data_size", &self.data_size());
+      ds.field("pts", &self.pts());
+      ds.field("time_base", &self.time_base());
+      ds.field("duration", &self.duration());
+      ds.field("keyframe", &self.keyframe());
+      ds.field("color_matrix", &self.color_matrix());
+      ds.field("color_range", &self.color_range());
+      ds.field("color_primaries", &self.color_primaries());
+      ds.field("color_transfer", &self.color_transfer());
+      ds.field("sample_aspect_ratio", &self.sample_aspect_ratio());
+      ds.field("rotation", &self.rotation());
+      ds.field("field_order", &self.field_order());
       ds.finish()
   }
 }
