@@ -32,6 +32,7 @@ import numpy as np
 from . import errors as E
 from . import schema as S
 from ._names import check_name
+from .bridge import _status as bridge_status
 from .broadcast import Broadcast, ReaderPlace
 from .channel import _KIND_NAMES, Channel, ChannelStats, cleanup_stale, unlink
 from .channel import is_stale as _is_stale
@@ -369,6 +370,7 @@ def describe(ch: Channel, *, full: bool = False) -> JsonDict:
     d["schema"] = sch
     if sch_err:
         d["schema_error"] = sch_err
+    d["bridges"] = bridge_status.bridges_of(ch.name)
     return d
 
 
@@ -616,6 +618,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             state = "stale" if r["stale"] else "ok"
             if r.get("schema_error"):
                 state += f" (descriptor: {r['schema_error']})"
+            if r.get("bridges"):
+                state += f", {bridge_status.ls_note(r['bridges'])}"
         else:
             c = [r["name"], "?", "-", "-" if r["file_size"] is None else human_size(r["file_size"]),
                  "-", "-", "-", "-", "-"]
@@ -674,6 +678,7 @@ def format_stat(d: JsonDict) -> list[str]:
     else:
         lines += _stat_spsc(d)
     lines += _stat_schema(d)
+    lines += bridge_status.stat_lines(d.get("bridges"))
     return lines
 
 

@@ -179,3 +179,53 @@ def bridges_of(channel: str | None) -> list[dict[str, Any]]:
             "last_message_age_s": round((now - rec["last_ns"]) / 1e9, 3) if rec["last_ns"] else None,
         })
     return out
+
+
+def ls_note(bridges: list[dict[str, Any]] | None) -> str:
+    """What ``shmchan ls`` appends to a bridged channel's STATE cell: ``bridged out shmchan/cam0``
+    (``, dead`` when the bridge process died, ``, stopped`` when it stopped)."""
+    words = []
+    for b in bridges or ():
+        if "error" in b:
+            words.append(f"bridge {b['role']}: {b['error']}")
+            continue
+        arrow = "out" if b["role"] == "export" else "in"
+        state = "" if b["state"] == "running" else f", {b['state']}"
+        words.append(f"bridged {arrow} {b['key']}{state}")
+    return "; ".join(words)
+
+
+def stat_lines(bridges: list[dict[str, Any]] | None) -> list[str]:
+    """The ``bridge`` section of ``shmchan stat`` (nothing for a channel that is not bridged)."""
+    lines: list[str] = []
+    for b in bridges or ():
+        title = "bridge out (exported)" if b["role"] == "export" else "bridge in (imported)"
+        lines.append(title)
+        if "error" in b:
+            lines.append(f"  error    {b['error']} (status board {b['board']})")
+            continue
+        proc = {"running": "running", "dead": "DEAD (killed? a new bridge resumes)",
+                "stopped": "stopped"}[b["state"]]
+        link = ("a subscriber matches" if b["role"] == "export" else "an exporter answered") if b["connected"] \
+            else ("no subscriber yet" if b["role"] == "export" else "no exporter yet")
+        moved = "published" if b["role"] == "export" else "written"
+        rows = [
+            ("key", f"{b['key']} ({b['delivery']})"),
+            ("process", f"pid {b['pid']}, {proc}" + (f", {b['restarts']} restart(s)" if b["restarts"] else "")),
+            ("zenoh", link if b["state"] == "running" else "-"),
+            ("messages", f"{b['messages']} {moved} ({b['bytes']} B), last position {b['last_seq']}"),
+        ]
+        if b["role"] == "export":
+            rows.append(("lost", f"{b['lost']} (lapped here before they could be sent)"))
+        else:
+            rows += [
+                ("lost", f"{b['lost']} (sent remotely, never received)"),
+                ("dropped", f"{b['duplicates']} duplicate(s), {b['rejected']} malformed"),
+                ("resets", f"{b['resets']} (the remote channel was created again)"),
+            ]
+        age = b["last_message_age_s"]
+        rows.append(("updated", f"{b['updated_age_s']:.1f} s ago; last message "
+                                + ("never" if age is None else f"{age:.1f} s ago")))
+        width = max(len(k) for k, _ in rows)
+        lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    return lines
