@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ from ._status import StatusBoard
 
 __all__ = ["Exporter"]
 
-POLL = 0.1  # seconds between looks at the stop flag while waiting
+WAIT = 0.02  # seconds a wait lasts before the exporter answers queries and looks at the stop flag again
 BATCH = 64  # messages taken from the ring per call
 HEARTBEAT = 1.0  # best-effort streams: the newest value is published again this often when nothing changes
 WRITER_POLL = 0.05  # seconds between looks for a new local writer after the stream ended
@@ -54,6 +53,8 @@ class Exporter(Bridge):
         self._info: bytes = b""
         self._next_seq = 0
         self._matches = 0  # how often the matching status became true
+        self._matching = False
+        self._queries: Any = None
 
     def _run(self, stack: contextlib.ExitStack) -> None:
         zenoh = _zenoh()
@@ -73,20 +74,6 @@ class Exporter(Bridge):
             congestion_control=zenoh.CongestionControl.BLOCK if reliable else zenoh.CongestionControl.DROP,
             reliability=zenoh.Reliability.RELIABLE if reliable else zenoh.Reliability.BEST_EFFORT,
         )
-        matched = threading.Event()
-
-        def on_match(status: Any) -> None:
-            if status.matching:
-                self._matches += 1
-                matched.set()
-            else:
-                matched.clear()
-
-        listener = pub.declare_matching_listener(on_match)
-        stack.callback(listener.undeclare)
-        if pub.matching_status.matching:
-            self._matches += 1
-            matched.set()
         reader: Reader | None = None
         if kind != "state":
             reader = ch.reader(start="oldest") if isinstance(ch, Broadcast) else ch.reader()
@@ -98,21 +85,31 @@ class Exporter(Bridge):
         self._info = W.RemoteInfo(self.name, kind, policy, ch.slot_size, ch.capacity, ch.slot_align,
                                   ch.max_readers if isinstance(ch, Broadcast) else 0, ch.descriptor, stream,
                                   self._next_seq, reliable).encode()
-        ikey = W.info_key(self.key)
-
-        def answer(query: Any) -> None:
-            with contextlib.suppress(Exception):  # the querier went away: nothing to do
-                query.reply(ikey, self._describe())
-
-        queryable = session.declare_queryable(ikey, answer)
-        stack.callback(queryable.undeclare)
+        # No Python callbacks anywhere: Zenoh would call them on threads of its own, which may still
+        # run while the interpreter shuts down. Queries and the matching status are polled instead.
+        self._queries = session.declare_queryable(W.info_key(self.key))
+        stack.callback(self._queries.undeclare)
         board.publish()
         self._ready.set()
         if reader is not None:
-            self._stream(pub, reader, min(BATCH, ch.capacity), board, stream, reliable, matched)
+            self._stream(pub, reader, min(BATCH, ch.capacity), board, stream, reliable)
         else:
             assert isinstance(ch, State)
-            self._board(pub, ch, board, stream, matched)
+            self._board(pub, ch, board, stream)
+
+    def _poll(self, pub: Any) -> bool:
+        """Answer the queries for the channel's description; return whether a subscriber matches."""
+        while True:
+            query = self._queries.handler.try_recv()
+            if query is None:
+                break
+            with contextlib.suppress(Exception):  # the querier went away: nothing to do
+                query.reply(W.info_key(self.key), self._describe())
+        matching = bool(pub.matching_status.matching)
+        if matching and not self._matching:
+            self._matches += 1
+        self._matching = matching
+        return matching
 
     def _describe(self) -> bytes:
         """The channel's description, with the position the next message will have."""
@@ -120,20 +117,20 @@ class Exporter(Bridge):
         return W.RemoteInfo(info.name, info.kind, info.policy, info.slot_size, info.capacity, info.slot_align,
                             info.max_readers, info.descriptor, info.stream, self._next_seq, info.reliable).encode()
 
-    def _stream(self, pub: Any, r: Reader, batch: int, board: StatusBoard, stream: int, reliable: bool,
-                matched: threading.Event) -> None:
+    def _stream(self, pub: Any, r: Reader, batch: int, board: StatusBoard, stream: int, reliable: bool) -> None:
         """SPSC and broadcast channels: every message, in order."""
         value = board.value
         ended = False
         while True:
             self._check_stop()
-            value["connected"] = int(matched.is_set())
-            if reliable and not matched.is_set():
-                matched.wait(POLL)
+            matched = self._poll(pub)
+            value["connected"] = int(matched)
+            if reliable and not matched:
+                time.sleep(WAIT)
                 board.maybe_publish()
                 continue
             try:
-                msgs = r.recv_batch(batch, timeout=POLL)
+                msgs = r.recv_batch(batch, timeout=WAIT)
             except E.ChannelTimeoutError:
                 board.maybe_publish()
                 continue
@@ -167,7 +164,7 @@ class Exporter(Bridge):
             value["last_ns"] = time.time_ns()
             board.maybe_publish()
 
-    def _board(self, pub: Any, st: State, board: StatusBoard, stream: int, matched: threading.Event) -> None:
+    def _board(self, pub: Any, st: State, board: StatusBoard, stream: int) -> None:
         """State boards: the newest value whenever it changes, again when a new subscriber matches,
         and every HEARTBEAT seconds (so a dropped last value still arrives)."""
         value = board.value
@@ -176,7 +173,7 @@ class Exporter(Bridge):
         last = 0.0
         while True:
             self._check_stop()
-            value["connected"] = int(matched.is_set())
+            value["connected"] = int(self._poll(pub))
             data, version = st.read()
             now = time.monotonic()
             if version and (version != sent or matches != self._matches or now - last >= HEARTBEAT):
@@ -193,7 +190,7 @@ class Exporter(Bridge):
                 self._next_seq = version
             board.maybe_publish()
             try:
-                st.wait_for_change(version, timeout=POLL)
+                st.wait_for_change(version, timeout=WAIT)
             except E.ChannelTimeoutError:
                 pass
             except E.PeerDeadError:

@@ -27,6 +27,7 @@ POLL = 0.1  # seconds between looks at the stop flag while a local write waits
 FIFO = 256  # samples Zenoh may hold for us; when full, Zenoh stops reading the link (back-pressure)
 QUERY_EVERY = 1.0  # seconds between two queries for a channel description that did not come
 PENDING_MAX = 4096  # samples of a not yet described stream kept while its description is asked for
+PENDING_WAIT = 3 * QUERY_EVERY  # seconds they are kept
 
 
 def _dtype_of(ci: S.ChannelInfo) -> np.dtype[Any] | None:
@@ -108,6 +109,7 @@ class Importer(Bridge):
         self._channel_ready = False
         self._sub: Any = None
         self._replies: list[bytes] = []
+        self._queries: list[Any] = []
         self._connected = threading.Event()
         self.remote: W.RemoteInfo | None = None
 
@@ -146,18 +148,20 @@ class Importer(Bridge):
         self._stream: int | None = None
         self._expect = 0
         self._pending: list[tuple[int, int, int, Any]] = []
+        self._pending_since = 0.0
         self._asked = 0.0
         stack.callback(self._close_local)
         handler = self._sub.handler
         while True:
             self._check_stop()
             if self._stream is None or self._pending:
-                if self._replies:
-                    self._take_replies()
+                self._take_replies()
+                if self._stream is None or self._pending:
+                    sample = handler.try_recv()
+                else:
                     continue
-                sample = handler.try_recv()
                 if sample is None:
-                    self._take_replies()
+                    self._expire()
                     self._ask()
                     time.sleep(0.002)
                     continue
@@ -169,6 +173,13 @@ class Importer(Bridge):
                     raise
             self._sample(sample)
 
+    def _expire(self) -> None:
+        """Drop samples of streams no exporter described within PENDING_WAIT seconds (a stray or
+        hostile publisher on the key): they count as rejected."""
+        if self._pending and time.monotonic() - self._pending_since > PENDING_WAIT:
+            self._value["rejected"] += len(self._pending)
+            self._pending = []
+
     def _close_local(self) -> None:
         # detaches the writer (local readers see the end of the stream); a channel created with
         # persist=False is removed by its creator's close
@@ -177,23 +188,28 @@ class Importer(Bridge):
         self._remove = not self.persist
 
     def _ask(self, force: bool = False) -> None:
-        """Ask the exporter for the channel's description (at most every QUERY_EVERY seconds)."""
+        """Ask the exporter for the channel's description (at most every QUERY_EVERY seconds). The
+        replies are polled (_take_replies), never delivered through a callback: Zenoh would call it
+        on a thread of its own, which may still run while the interpreter shuts down."""
         now = time.monotonic()
         if not force and now - self._asked < QUERY_EVERY:
             return
         self._asked = now
-        replies = self._replies
-
-        def on_reply(reply: Any) -> None:
-            ok = reply.ok
-            if ok is not None:
-                replies.append(ok.payload.to_bytes())
-
-        self._session.get(W.info_key(self.key), on_reply, timeout=QUERY_EVERY)
+        self._queries.append(self._session.get(W.info_key(self.key), timeout=QUERY_EVERY))
 
     def _take_replies(self) -> None:
         """Use the descriptions that arrived: the one of a stream we hold samples of (or any, before
         the first stream)."""
+        live = []
+        for q in self._queries:
+            try:
+                while (reply := q.try_recv()) is not None:
+                    if reply.ok is not None:
+                        self._replies.append(reply.ok.payload.to_bytes())
+            except Exception:  # zenoh.ZError: the query is over (every reply taken, or it timed out)
+                continue
+            live.append(q)
+        self._queries = live
         while self._replies:
             data = self._replies.pop(0)
             try:
@@ -307,6 +323,8 @@ class Importer(Bridge):
             value["rejected"] += 1
             return
         if stream != self._stream:
+            if not self._pending:
+                self._pending_since = time.monotonic()
             if len(self._pending) < PENDING_MAX:
                 self._pending.append((flags, stream, seq, sample.payload))
             else:

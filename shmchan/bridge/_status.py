@@ -174,7 +174,7 @@ def bridges_of(channel: str | None) -> list[dict[str, Any]]:
             "delivery": "reliable" if rec["reliable"] else "best effort",
             "connected": bool(rec["connected"]) and alive,
             **{k: rec[k] for k in ("messages", "bytes", "lost", "duplicates", "rejected", "restarts", "resets",
-                                   "last_seq")},
+                                   "last_seq", "stream")},
             "updated_age_s": round((now - rec["updated_ns"]) / 1e9, 3),
             "last_message_age_s": round((now - rec["last_ns"]) / 1e9, 3) if rec["last_ns"] else None,
         })
