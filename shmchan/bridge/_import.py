@@ -130,11 +130,19 @@ class Importer(Bridge):
 
     def _run(self, stack: contextlib.ExitStack) -> None:
         zenoh = _zenoh()
+        self._local: Channel | None = None
+        self._w: Writer | None = None
+        self._stream: int | None = None
+        self._expect = 0
+        self._pending: list[tuple[int, int, int, Any]] = []
+        self._pending_since = 0.0
+        self._asked = 0.0
         board = StatusBoard(self.name, "import", self.key)
         self._board = board
         self._value = board.value
         self._remove = False
         stack.callback(lambda: board.close(self._remove))
+        stack.callback(self._close_local)
         board.publish()
         session = zenoh.open(self._config)
         stack.callback(session.close)
@@ -143,14 +151,6 @@ class Importer(Bridge):
         if self._stop.is_set():
             raise _Stopped
         self._ready.set()
-        self._local: Channel | None = None
-        self._w: Writer | None = None
-        self._stream: int | None = None
-        self._expect = 0
-        self._pending: list[tuple[int, int, int, Any]] = []
-        self._pending_since = 0.0
-        self._asked = 0.0
-        stack.callback(self._close_local)
         handler = self._sub.handler
         while True:
             self._check_stop()
@@ -185,7 +185,9 @@ class Importer(Bridge):
         # persist=False is removed by its creator's close
         if self._local is not None:
             self._local.close()
-        self._remove = not self.persist
+        # the board keeps the position mapping for a later importer into the same channel; one
+        # that never described a stream has nothing to keep
+        self._remove = not self.persist or (self._stream is None and self._board.previous is None)
 
     def _ask(self, force: bool = False) -> None:
         """Ask the exporter for the channel's description (at most every QUERY_EVERY seconds). The
