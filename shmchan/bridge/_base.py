@@ -151,9 +151,9 @@ class Bridge:
         value = self._value
         if value is None:
             return self._stats or BridgeStats(0, 0, 0, 0, 0, 0, False, 0, 0, bool(self.reliable))
-        counts = {f: int(value[f]) for f in ("messages", "bytes", "lost", "duplicates", "rejected", "last_seq",
-                                             "restarts", "resets")}
-        return BridgeStats(**counts, connected=bool(value["connected"]), reliable=bool(value["reliable"]))
+        counts = {f: int(getattr(value, f)) for f in ("messages", "bytes", "lost", "duplicates", "rejected",
+                                                      "last_seq", "restarts", "resets")}
+        return BridgeStats(**counts, connected=bool(value.connected), reliable=bool(value.reliable))
 
     # ---- the thread ----
 

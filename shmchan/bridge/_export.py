@@ -64,8 +64,8 @@ class Exporter(Bridge):
         self.reliable = reliable = kind == "spsc" or (isinstance(ch, Broadcast) and ch.policy == "block")
         board = StatusBoard(self.name, "export", self.key)
         stack.callback(board.close, True)
-        board.value["reliable"] = int(reliable)
-        board.value["stream"] = stream = W.stream_id(self.name, round(ch.created * 1e9), ch.creator_pid)
+        board.value.reliable = int(reliable)
+        board.value.stream = stream = W.stream_id(self.name, round(ch.created * 1e9), ch.creator_pid)
         self._value = board.value
         session = zenoh.open(self._config)
         stack.callback(session.close)
@@ -124,7 +124,7 @@ class Exporter(Bridge):
         while True:
             self._check_stop()
             matched = self._poll(pub)
-            value["connected"] = int(matched)
+            value.connected = int(matched)
             if reliable and not matched:
                 time.sleep(WAIT)
                 board.maybe_publish()
@@ -147,21 +147,21 @@ class Exporter(Bridge):
             for m in msgs:
                 data = m.tobytes()
                 if m.lost:
-                    value["lost"] += m.lost
+                    value.lost += m.lost
                 if not reliable:
                     try:
                         m.release()  # checks that the copy is whole; else it is not sent (lost)
                     except E.LappedError:
-                        value["lost"] += 1
+                        value.lost += 1
                         continue
                 pub.put(data, attachment=W.pack(stream, m.seq))
                 if reliable:
                     m.release()  # only now: a crash before this sends it again (the importer drops the copy)
-                value["messages"] += 1
-                value["bytes"] += len(data)
-                value["last_seq"] = m.seq
+                value.messages += 1
+                value.bytes += len(data)
+                value.last_seq = m.seq
                 self._next_seq = m.seq + 1
-            value["last_ns"] = time.time_ns()
+            value.last_ns = time.time_ns()
             board.maybe_publish()
 
     def _board(self, pub: Any, st: State, board: StatusBoard, stream: int) -> None:
@@ -173,20 +173,20 @@ class Exporter(Bridge):
         last = 0.0
         while True:
             self._check_stop()
-            value["connected"] = int(self._poll(pub))
+            value.connected = int(self._poll(pub))
             data, version = st.read()
             now = time.monotonic()
             if version and (version != sent or matches != self._matches or now - last >= HEARTBEAT):
                 raw = data if isinstance(data, bytes) else data.tobytes()
                 if sent and version > sent + 1:
-                    value["lost"] += version - sent - 1  # versions published between two looks
+                    value.lost += version - sent - 1  # versions published between two looks
                 pub.put(raw, attachment=W.pack(stream, version))
                 if version != sent:
-                    value["messages"] += 1
-                    value["bytes"] += len(raw)
+                    value.messages += 1
+                    value.bytes += len(raw)
                 sent, matches, last = version, self._matches, now
-                value["last_seq"] = version
-                value["last_ns"] = time.time_ns()
+                value.last_seq = version
+                value.last_ns = time.time_ns()
                 self._next_seq = version
             board.maybe_publish()
             try:

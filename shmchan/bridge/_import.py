@@ -177,7 +177,7 @@ class Importer(Bridge):
         """Drop samples of streams no exporter described within PENDING_WAIT seconds (a stray or
         hostile publisher on the key): they count as rejected."""
         if self._pending and time.monotonic() - self._pending_since > PENDING_WAIT:
-            self._value["rejected"] += len(self._pending)
+            self._value.rejected += len(self._pending)
             self._pending = []
 
     def _close_local(self) -> None:
@@ -217,7 +217,7 @@ class Importer(Bridge):
             try:
                 info = W.decode(data)
             except W.BridgeProtocolError:
-                self._value["rejected"] += 1
+                self._value.rejected += 1
                 continue
             wanted = {p[1] for p in self._pending}
             if info.stream == self._stream or (wanted and info.stream not in wanted) or \
@@ -237,22 +237,22 @@ class Importer(Bridge):
             check_compatible(self._local, info, self.key)
         self.remote = info
         self.kind, self.reliable = info.kind, info.reliable
-        value["reliable"] = int(info.reliable)
+        value.reliable = int(info.reliable)
         head = self._head()
         prev = board.previous
         first = min((p[2] for p in self._pending if p[1] == info.stream), default=info.next_seq)
-        if self._stream is None and prev is not None and int(prev["stream"]) == info.stream \
-                and head >= int(prev["sync_local"]):
+        if self._stream is None and prev is not None and int(prev.stream) == info.stream \
+                and head >= int(prev.sync_local):
             # a restart: local position head holds what follows remote position sync_remote + ...
-            self._expect = int(prev["sync_remote"]) + head - int(prev["sync_local"])
-            value["messages"] = int(prev["sync_messages"]) + head - int(prev["sync_local"])
+            self._expect = int(prev.sync_remote) + head - int(prev.sync_local)
+            value.messages = int(prev.sync_messages) + head - int(prev.sync_local)
         else:
-            if self._stream is not None or (prev is not None and int(prev["stream"]) != 0):
-                value["resets"] += 1
+            if self._stream is not None or (prev is not None and int(prev.stream) != 0):
+                value.resets += 1
             self._expect = min(first, info.next_seq)
         self._stream = info.stream
-        value["stream"] = info.stream
-        value["connected"] = 1
+        value.stream = info.stream
+        value.connected = 1
         self._sync()
         self._connected.set()
         pending, self._pending = self._pending, []
@@ -311,9 +311,9 @@ class Importer(Bridge):
         """Publish the mapping: the next local position holds remote position ``expect``. Done
         before that position is written, so a restart after a crash knows where it continues."""
         v = self._value
-        v["sync_local"] = self._head()
-        v["sync_remote"] = self._expect
-        v["sync_messages"] = v["messages"]
+        v.sync_local = self._head()
+        v.sync_remote = self._expect
+        v.sync_messages = v.messages
         self._board.publish()
 
     def _sample(self, sample: Any) -> None:
@@ -322,7 +322,7 @@ class Importer(Bridge):
         try:
             flags, stream, seq = W.unpack(att.to_bytes() if att is not None else None)
         except W.BridgeProtocolError:
-            value["rejected"] += 1
+            value.rejected += 1
             return
         if stream != self._stream:
             if not self._pending:
@@ -330,7 +330,7 @@ class Importer(Bridge):
             if len(self._pending) < PENDING_MAX:
                 self._pending.append((flags, stream, seq, sample.payload))
             else:
-                value["rejected"] += 1
+                value.rejected += 1
             self._ask(force=len(self._pending) == 1)
             return
         self._apply(flags, seq, sample.payload)
@@ -341,7 +341,7 @@ class Importer(Bridge):
         assert local is not None
         if flags & W.FLAG_END:
             if seq > self._expect:
-                value["lost"] += seq - self._expect
+                value.lost += seq - self._expect
                 self._expect = seq
                 self._sync()
             if self._w is not None:
@@ -349,25 +349,25 @@ class Importer(Bridge):
                 self._w = None
             return
         if seq < self._expect:
-            value["duplicates"] += 1
+            value.duplicates += 1
             return
         n = len(payload)
         if n > local.slot_size or (isinstance(local, State) and local.dtype is not None and n != local.slot_size):
-            value["rejected"] += 1
+            value.rejected += 1
             return
         if self._w is None:
             self._w = local.writer()
         if seq > self._expect:
-            value["lost"] += seq - self._expect
+            value.lost += seq - self._expect
             self._expect = seq
             self._sync()
         data = payload.to_bytes()  # zenoh-python gives no view of its buffer: one copy out, one into the slot
         self._send(data)
         self._expect = seq + 1
-        value["messages"] += 1
-        value["bytes"] += n
-        value["last_seq"] = seq
-        value["last_ns"] = time.time_ns()
+        value.messages += 1
+        value.bytes += n
+        value.last_seq = seq
+        value.last_ns = time.time_ns()
         self._board.maybe_publish()
 
     def _send(self, data: bytes) -> None:

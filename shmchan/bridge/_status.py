@@ -50,6 +50,27 @@ STATUS_DTYPE = np.dtype([
     ("sync_messages", "<u8"),  # import: messages written before sync_local
 ])
 ROLES = {"export": "out", "import": "in"}
+FIELDS: tuple[str, ...] = STATUS_DTYPE.names or ()
+
+
+class Record:
+    """The board's fields as plain Python ints: a bridge counts on these (cheap) and copies them
+    into the board when it publishes."""
+
+    __slots__ = FIELDS
+
+    def __init__(self, value: Any = None) -> None:
+        for f in FIELDS:
+            setattr(self, f, 0 if value is None else int(value[f]))
+
+    def copy(self) -> Record:
+        out = Record()
+        for f in FIELDS:
+            setattr(out, f, getattr(self, f))
+        return out
+
+    def array(self) -> Any:
+        return np.array(tuple(getattr(self, f) for f in FIELDS), dtype=STATUS_DTYPE)
 
 
 def board_name(channel: str, role: str) -> str:
@@ -62,8 +83,8 @@ class StatusBoard:
 
     def __init__(self, channel: str, role: str, key: str) -> None:
         self.name = board_name(channel, role)
-        self.value: Any = np.zeros((), STATUS_DTYPE)
-        self.previous: Any = None  # the value a crashed predecessor left, if any
+        self.value: Any = Record()
+        self.previous: Any = None  # the Record a crashed predecessor left, if any
         meta = {"bridge.role": role, "bridge.channel": channel, "bridge.key": key}
         self.board = self._open(meta)
         try:
@@ -73,12 +94,13 @@ class StatusBoard:
             self.board.close()
             raise E.ChannelBusyError(f"channel {channel!r} is already bridged ({role}) by process {pid} "
                                      f"(status board {self.name!r})") from None
+        value: Any = self.previous.copy() if self.previous is not None else Record()
         if self.previous is not None:
-            self.value[...] = self.previous
-            self.value["restarts"] += 1
-        self.value["pid"] = os.getpid()
-        self.value["started_ns"] = time.time_ns()
-        self.value["connected"] = 0
+            value.restarts += 1
+        value.pid = os.getpid()
+        value.started_ns = time.time_ns()
+        value.connected = 0
+        self.value = value
         self.last_publish = 0.0
 
     def _open(self, meta: dict[str, str]) -> State:
@@ -96,7 +118,7 @@ class StatusBoard:
             if ours:
                 value, version = board.read()
                 if version:
-                    self.previous = value
+                    self.previous = Record(value)
                 return board
             st = board.stats()
             if st.writer_state == "attached" and st.writer_alive:
@@ -112,8 +134,8 @@ class StatusBoard:
 
     def publish(self) -> None:
         """Publish the counters now."""
-        self.value["updated_ns"] = time.time_ns()
-        self._w.write(self.value)
+        self.value.updated_ns = time.time_ns()
+        self._w.write(self.value.array())
         self.last_publish = time.monotonic()
 
     def maybe_publish(self, every: float = 0.1) -> None:
@@ -131,10 +153,6 @@ class StatusBoard:
 
             with contextlib.suppress(E.ChannelNotFoundError):
                 unlink(self.name)
-
-
-def _record(value: Any) -> dict[str, int]:
-    return {f: int(value[f]) for f in STATUS_DTYPE.names or ()}
 
 
 def bridges_of(channel: str | None) -> list[dict[str, Any]]:
@@ -161,7 +179,7 @@ def bridges_of(channel: str | None) -> list[dict[str, Any]]:
         if value is None or board.dtype != STATUS_DTYPE or info is None:
             out.append({"role": role, "board": name, "error": "not a bridge status board"})
             continue
-        rec = _record(value)
+        rec = {f: int(value[f]) for f in FIELDS}
         alive = st.writer_state == "attached" and st.writer_alive
         state = "running" if alive else ("dead" if st.writer_state == "attached" else "stopped")
         now = time.time_ns()
