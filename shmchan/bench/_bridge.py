@@ -201,8 +201,9 @@ class Runner:
         return _measure(system, mode, size, rep, time.monotonic() - t0)
 
     def _bridge(self, mode: str, size: int, st: dict[str, Any], port: int, procs: list[_Proc]) -> dict[str, Any]:
-        a = f"shmchan-bench-{self.run_id}-{self.cells}-a"
-        b = f"shmchan-bench-{self.run_id}-{self.cells}-b"
+        # the bench's own prefix: what a killed run leaves is removed by its cleanup
+        a = f"bench-{self.run_id}-bridge{self.cells}-a"
+        b = f"bench-{self.run_id}-bridge{self.cells}-b"
         key = f"bench/{a}"
         cli = [sys.executable, "-m", "shmchan.cli", "bridge"]
         prod = self._worker("shm-produce", size, mode, st, procs, name=a, capacity=capacity(size))

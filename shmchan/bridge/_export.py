@@ -20,6 +20,9 @@ __all__ = ["Exporter"]
 WAIT = 0.02  # seconds a wait lasts before the exporter answers queries and looks at the stop flag again
 BATCH = 64  # messages taken from the ring per call
 HEARTBEAT = 1.0  # best-effort streams: the newest value is published again this often when nothing changes
+# a bridge waits on its ring without polling: Zenoh's own latency is a hundred microseconds or more,
+# and a polling bridge takes CPU from the producer, the consumer and Zenoh's threads on the same host
+SPIN = 0.0
 WRITER_POLL = 0.05  # seconds between looks for a new local writer after the stream ended
 
 
@@ -76,7 +79,7 @@ class Exporter(Bridge):
         )
         reader: Reader | None = None
         if kind != "state":
-            reader = ch.reader(start="oldest") if isinstance(ch, Broadcast) else ch.reader()
+            reader = ch.reader(start="oldest", spin=SPIN) if isinstance(ch, Broadcast) else ch.reader(spin=SPIN)
             self._next_seq = reader.position
         else:
             assert isinstance(ch, State)

@@ -18,7 +18,7 @@ from ..state import State
 from . import _wire as W
 from ._base import Bridge, _Stopped
 from ._config import _zenoh
-from ._export import kind_of
+from ._export import SPIN, kind_of
 from ._status import StatusBoard
 
 __all__ = ["Importer", "check_compatible"]
@@ -356,7 +356,7 @@ class Importer(Bridge):
             value.rejected += 1
             return
         if self._w is None:
-            self._w = local.writer()
+            self._w = local.writer(spin=SPIN)
         if seq > self._expect:
             value.lost += seq - self._expect
             self._expect = seq
