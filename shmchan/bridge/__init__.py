@@ -68,8 +68,9 @@ def export(name: str, key: str | None = None, *, timeout: float | None = 10.0, *
 
 def import_(key: str, name: str, *, timeout: float | None = 10.0, **options: Any) -> Importer:
     """Start importing Zenoh key ``key`` into local channel ``name`` and return the running
-    :class:`Importer` (a context manager). It has subscribed when this returns; the local channel
-    exists once an exporter answered (:meth:`Importer.wait_ready`). Options as for :func:`export`,
+    :class:`Importer` (a context manager). Its Zenoh session is open when this returns; once an
+    exporter has described the channel, the local channel exists and the importer has subscribed
+    (:meth:`Importer.wait_ready`). Options as for :func:`export`,
     plus ``persist`` (default True: the channel stays after the importer stops)."""
     im = Importer(key, name, **options)
     im.start(timeout)

@@ -84,8 +84,9 @@ class Bridge:
 
     def start(self, timeout: float | None = 10.0) -> Bridge:
         """Start the bridge on a background thread and wait until it runs (an exporter has attached
-        to its channel and declared its publisher; an importer has subscribed). Raises what made
-        it fail, or :class:`ChannelTimeoutError` after ``timeout`` seconds."""
+        to its channel and declared its publisher; an importer has opened its Zenoh session and
+        asks for the channel's description). Raises what made it fail, or
+        :class:`ChannelTimeoutError` after ``timeout`` seconds."""
         if self._thread is not None:
             raise RuntimeError("the bridge was started already")
         self._thread = threading.Thread(target=self._main, name=f"shmchan-bridge-{self._role}:{self.name}",

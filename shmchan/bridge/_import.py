@@ -24,7 +24,13 @@ from ._status import StatusBoard
 __all__ = ["Importer", "check_compatible"]
 
 POLL = 0.1  # seconds between looks at the stop flag while a local write waits
-FIFO = 256  # samples Zenoh may hold for us; when full, Zenoh stops reading the link (back-pressure)
+FIFO_BYTES = 64 << 20  # what Zenoh may hold for us; when its FIFO is full, it stops reading the link
+
+
+def fifo_capacity(slot_size: int) -> int:
+    """Samples Zenoh may hold for the importer: 64 MiB of messages, 4 to 256 of them."""
+    return max(4, min(256, FIFO_BYTES // max(slot_size, 1)))
+
 QUERY_EVERY = 1.0  # seconds between two queries for a channel description that did not come
 PENDING_MAX = 4096  # samples of a not yet described stream kept while its description is asked for
 PENDING_WAIT = 3 * QUERY_EVERY  # seconds they are kept
@@ -147,10 +153,20 @@ class Importer(Bridge):
         session = zenoh.open(self._config)
         stack.callback(session.close)
         self._session = session
-        self._sub = session.declare_subscriber(self.key, zenoh.handlers.FifoChannel(FIFO))
+        self._ready.set()
+        # the channel's description first: it sizes the FIFO (and creates the local channel)
+        while self._stream is None:
+            self._check_stop()
+            self._take_replies()
+            if self._stream is None:
+                self._ask()
+                time.sleep(0.005)
+        assert self._local is not None
+        self._sub = session.declare_subscriber(self.key, zenoh.handlers.FifoChannel(fifo_capacity(
+            self._local.slot_size)))
         if self._stop.is_set():
             raise _Stopped
-        self._ready.set()
+        self._connected.set()
         handler = self._sub.handler
         while True:
             self._check_stop()
@@ -254,7 +270,6 @@ class Importer(Bridge):
         value.stream = info.stream
         value.connected = 1
         self._sync()
-        self._connected.set()
         pending, self._pending = self._pending, []
         for flags, stream, seq, payload in pending:
             if stream == info.stream:
