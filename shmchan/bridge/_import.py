@@ -164,6 +164,7 @@ class Importer(Bridge):
         assert self._local is not None
         self._sub = session.declare_subscriber(self.key, zenoh.handlers.FifoChannel(fifo_capacity(
             self._local.slot_size)))
+        stack.callback(self._drop_subscriber)
         if self._stop.is_set():
             raise _Stopped
         self._connected.set()
@@ -188,6 +189,18 @@ class Importer(Bridge):
                     self._check_stop()
                     raise
             self._sample(sample)
+
+    def _drop_subscriber(self) -> None:
+        """Undeclare the subscriber and empty its FIFO. Zenoh's reading task may be blocked on a full
+        FIFO (the local ring was full); until it is emptied, closing the session would wait for it."""
+        sub, self._sub = self._sub, None
+        if sub is None:
+            return
+        with contextlib.suppress(Exception):
+            sub.undeclare()
+        with contextlib.suppress(Exception):  # zenoh.ZError once it is empty and closed
+            while sub.handler.try_recv() is not None:
+                pass
 
     def _expire(self) -> None:
         """Drop samples of streams no exporter described within PENDING_WAIT seconds (a stray or
@@ -397,3 +410,4 @@ class Importer(Bridge):
             except E.PeerDeadError:
                 time.sleep(POLL)  # the local reader died with the ring full: wait for a new one
             self._check_stop()
+            self._board.maybe_publish()  # what was written so far, while this waits

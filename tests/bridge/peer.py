@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import struct
 import sys
 import threading
@@ -299,6 +300,11 @@ def main() -> None:
     args = p.parse_args()
     modes = {"produce": produce, "consume": consume, "watch-state": watch_state, "api": api, "hostile": hostile}
     modes[args.mode](args)
+    if args.mode in ("api", "hostile"):
+        # everything is closed; skip the interpreter's shutdown, during which a process that had a
+        # Zenoh session sometimes aborts (zenoh-python 1.10.2; docs/bridge.md, Limits)
+        sys.stdout.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":
