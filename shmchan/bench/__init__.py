@@ -788,7 +788,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--quick", action="store_true",
                    help=f"a short run for CI: payloads {', '.join(_report.size_label(s) for s in QUICK_PAYLOADS)} "
-                   "and 0.06 s per cell, one round; the fan-out at 64 B only (under a minute)")
+                   "and 0.06 s per cell, one round; the fan-out at 64 B only; the bridge at 64 B and 1 MiB, 0.5 s per "
+                   "rate cell (about a minute and a half)")
     p.add_argument("--payloads", type=_sizes, metavar="LIST",
                    help="payload sizes, e.g. 64,4K,1M,32M (default: "
                    f"{','.join(_report.size_label(s).replace(' ', '') for s in FULL_PAYLOADS)})")
