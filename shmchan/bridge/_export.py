@@ -6,10 +6,8 @@ import contextlib
 import time
 from typing import Any
 
+from .. import Broadcast, Channel, Reader, State
 from .. import errors as E
-from ..broadcast import Broadcast
-from ..channel import Channel, Reader
-from ..state import State
 from . import _wire as W
 from ._base import Bridge
 from ._config import _zenoh

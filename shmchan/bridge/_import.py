@@ -10,11 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import Broadcast, Channel, State, Writer
 from .. import errors as E
 from .. import schema as S
-from ..broadcast import Broadcast
-from ..channel import Channel, Writer
-from ..state import State
 from . import _wire as W
 from ._base import Bridge, _Stopped
 from ._config import _zenoh

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import State, unlink
 from .. import errors as E
-from ..state import State
 
 __all__ = ["STATUS_DTYPE", "StatusBoard", "board_name", "bridges_of"]
 
@@ -127,8 +127,6 @@ class StatusBoard:
                                          f"{st.writer_pid}, {dict(info.metadata) if info else {}})")
             board.close()  # left by an earlier bridge of another key (or format): start afresh
             with contextlib.suppress(E.ChannelNotFoundError):
-                from ..channel import unlink
-
                 unlink(self.name)
         raise E.ChannelBusyError(f"cannot make the status board {self.name!r}: it keeps changing")
 
@@ -149,8 +147,6 @@ class StatusBoard:
             self.publish()
         self.board.close()
         if remove:
-            from ..channel import unlink
-
             with contextlib.suppress(E.ChannelNotFoundError):
                 unlink(self.name)
 
