@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ STANDALONE = {
     "import numpy as np\nimport shmchan\n\npose": ["robot.pose"],
     "import asyncio": ["cam0.live", "robot.mode"],
     "import threading\nimport av, shmchan": ["cam0"],
+    "import shmchan\nfrom shmchan import bridge": ["cam0-remote", "cam0"],
 }
 WITH_NATIVE_PEERS = {"# producer.py": ["cam0"], "import shmchan\n\nwith shmchan.Channel.open(\"cam1\"": ["cam1"]}
 
@@ -47,7 +49,7 @@ def _unique(code: str, names: list[str], prefix: str) -> tuple[str, list[str]]:
     for i, name in enumerate(sorted(names, key=len, reverse=True)):
         new = f"{prefix}-{i}"
         assert f'"{name}"' in code, name
-        code = code.replace(f'"{name}"', f'"{new}"')
+        code = code.replace(f'"{name}"', f'"{new}"').replace(f'"shmchan/{name}"', f'"shmchan/{new}"')
         mine.append(new)
     return code, mine
 
@@ -57,6 +59,13 @@ def _run(code: str, tmp_path: Path, *, stdin: int | None = None) -> subprocess.P
     script.write_text(code)
     return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdin=stdin, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _leftovers(names: list[str]) -> list[str]:
@@ -79,6 +88,8 @@ def test_standalone_example_runs_as_written(index: int, unique_name: str, tmp_pa
         from shmchan.media.pipeline import make_test_video
 
         make_test_video(str(tmp_path / "input.mp4"), frames=24, width=320, height=240)
+    if "tcp/127.0.0.1:7447" in code:  # the bridge example: a free loopback port, not Zenoh's default
+        code = code.replace("tcp/127.0.0.1:7447", f"tcp/127.0.0.1:{_free_port()}")
     p = _run(code, tmp_path)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()

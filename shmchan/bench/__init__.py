@@ -4,7 +4,8 @@ Latency (ping-pong round trips, percentiles) in busy-poll and blocking modes, on
 CPU time per message on each side, for shmchan and each comparison peer that is installed, plus
 floors measured by small C programs and the C core alone, in the same run; and the fan-out of a
 Broadcast channel (one writer, N reader processes: how the writer's cost per message grows with N,
-see ``_fanout``). Writes ``results.json`` (every figure, the machine and the versions),
+see ``_fanout``), and a channel bridged over Zenoh next to plain Zenoh and pyzmq (``_bridge``). Writes
+``results.json`` (every figure, the machine and the versions),
 ``results.md`` and PNG plots.
 """
 
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _dataplane, _fanout, _media, _native, _report, _worker
+from . import _bridge, _dataplane, _fanout, _media, _native, _report, _worker
 from ._systems import SYSTEMS, System, Task, iox_cleanup, throughput_capacity
 
 FULL_PAYLOADS = [64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20]
@@ -33,7 +34,7 @@ QUICK_PAYLOADS = [64, 65536, 8 << 20]
 ALL_MODES = ("busy", "blocking")
 PAIR_KINDS = ("latency", "throughput")
 MEDIA_KINDS = ("frames", "video")
-ALL_KINDS = (*PAIR_KINDS, "fanout", "dataplane", *MEDIA_KINDS)
+ALL_KINDS = (*PAIR_KINDS, "fanout", "dataplane", *MEDIA_KINDS, "bridge")
 DATAPLANE_ROUNDS = 5  # the data-plane section's rounds in a full run (--rounds overrides)
 FANOUT_ROUNDS = 5  # the fan-out section's rounds in a full run (--rounds overrides)
 MAX_PAYLOAD = 1 << 30
@@ -449,6 +450,9 @@ def run(args: argparse.Namespace) -> int:
     fan = _fanout_settings(args) if "fanout" in kinds else None
     dp_rounds = args.rounds if args.rounds_given else (1 if args.quick else DATAPLANE_ROUNDS)
     dp_seconds = args.seconds if args.seconds_given else (0.6 if args.quick else 5.0)
+    bridge = _bridge.settings(args.quick, max(args.seconds, 0.5), rounds, args.payloads) if "bridge" in kinds else None
+    bridge_why = _bridge.available()
+    bridge_systems = [s for s in _bridge.SYSTEMS if bridge_why[s] is None]
     keys = args.systems or list(SYSTEMS)
     chosen: list[System] = []
     skipped: list[dict[str, str]] = []
@@ -483,6 +487,13 @@ def run(args: argparse.Namespace) -> int:
     if "dataplane" in kinds:
         print(f"shmchan bench data plane: the per-message cost of the Python API at 64 B against iceoryx2 and "
               f"multiprocessing.Pipe; {dp_seconds:g} s per cell in {dp_rounds} round(s){quick}")
+    if bridge is not None:
+        print(f"shmchan bench bridge: {', '.join(_bridge.LABELS[s] for s in bridge_systems) or 'nothing'}, payloads "
+              f"{', '.join(_report.size_label(s) for s in bridge['payloads'])}, message rate and one-way latency "
+              f"over TCP on 127.0.0.1; {bridge['seconds_per_rate_cell']:g} s per rate cell in {rounds} round(s)")
+        for key in _bridge.SYSTEMS:
+            if bridge_why[key]:
+                print(f"  skipped {_bridge.LABELS[key]}: {bridge_why[key]}")
     sys.stdout.flush()
 
     rounds_plan = plan(chosen, sizes, pair_kinds, modes, budget, warmup, run_id, rounds) if pair_kinds else []
@@ -494,12 +505,17 @@ def run(args: argparse.Namespace) -> int:
         len([s for s in _dataplane.RTT_SYSTEMS if _dataplane.available(s)]) + len(_dataplane.TPUT_SYSTEMS)) + 1
     bar = Progress(sum(len(g[2]) for groups in rounds_plan for g in groups) + len(rounds_plan) * n_c
                    + sum(len(cells) for cells in fan_plan) + n_dp, sys.stderr.isatty())
+    bridge_plan = _bridge.plan(bridge_systems, bridge["payloads"], rounds) if bridge is not None else []
+    bar = Progress(sum(len(g[2]) for groups in rounds_plan for g in groups) + len(rounds_plan) * n_c
+                   + sum(len(cells) for cells in fan_plan) + len(bridge_plan), sys.stderr.isatty())
     ctx = mp.get_context("spawn")
     parts: list[dict[str, Any]] = []
     floor_rounds: list[dict[str, Any]] = []
     native_raw: list[dict[str, Any]] = []
     fan_parts: list[dict[str, Any]] = []
     dataplane: dict[str, Any] | None = None
+    bridge_parts: list[dict[str, Any]] = []
+    bridge_network = ""
     c_info: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix=f"shmchan-bench-{run_id}-") as work:
@@ -537,6 +553,8 @@ def run(args: argparse.Namespace) -> int:
             if "dataplane" in kinds:
                 dataplane = _dataplane.run_section(dp_rounds, dp_seconds, args.cpus, run_id, bar.say, bar.step)
             media = _run_media(args, kinds, rounds, run_id, bar)
+            if bridge is not None:
+                bridge_parts, bridge_network = _bridge.run_section(bridge, bridge_systems, run_id, bar)
     except KeyboardInterrupt:
         bar.end()
         print("interrupted", file=sys.stderr)
@@ -565,6 +583,8 @@ def run(args: argparse.Namespace) -> int:
         "rounds": rounds, "warmup_s_per_round": warmup, "cpus": list(args.cpus) if args.cpus else None}
     if fan is not None:
         settings["fanout"] = {k: v for k, v in fan.items() if k != "budget"}
+    if bridge is not None:
+        settings["bridge"] = bridge
     doc: dict[str, Any] = {
         "shmchan_bench": 1,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
@@ -592,6 +612,12 @@ def run(args: argparse.Namespace) -> int:
     if dataplane is not None:
         doc["targets"] += _dataplane.targets(dataplane)
     doc["targets"] += _media.targets(doc)
+    bridged = _bridge.combine(bridge_parts) if bridge is not None else []
+    if bridge is not None:
+        doc["bridge_methodology"] = _bridge.METHOD
+        doc["bridge_network"] = bridge_network
+        doc["bridge"] = bridged
+        doc["targets"] += _bridge.targets(bridged, bridge["payloads"])
     names: list[str] = []
     if not args.no_plots:
         names, why = _report.plots(doc, out_dir)
@@ -599,13 +625,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"  skipped the plots: {why}")
     doc["duration_s"] = round(time.monotonic() - t0, 1)
     _report.write_json(doc, out_dir / "results.json")
-    (out_dir / "results.md").write_text(_report.markdown_report(doc, names))
+    md = _report.markdown_report(doc, names)
+    if bridge is not None:
+        md += "\n" + "\n".join(_bridge.markdown(doc, _report.md_table))
+    (out_dir / "results.md").write_text(md)
     print()
+    if bridge is not None:
+        print(_bridge.title(doc) + ":\n" + _report.text_table(_bridge.HEAD, _bridge.rows(bridged)) + "\n")
     print(_report.terminal_report(doc))
     print()
     failed = [r for r in results + fanout + list(media.values()) if "error" in r]
     if dataplane is not None:
         failed += [r for part in ("rtt", "tput") for r in dataplane[part].values() if "error" in r]
+    failed += [r for r in bridged if "error" in r]
     files = ["results.json", "results.md", *names]
     print(f"wrote {', '.join(str(out_dir / f) for f in files)} in {doc['duration_s']:.0f} s"
           + (f"; {len(failed)} cell(s) FAILED" if failed else ""))
@@ -803,12 +835,14 @@ def add_parser(sub: Any) -> None:
         "byte: ping-pong latency percentiles (busy-poll and blocking), one-way throughput and CPU time per "
         "message on each side; plus C floors (memcpy, cache-line ping-pong, futex round trip) and the C "
         "core alone. Then the fan-out of a Broadcast channel: one writer process, N reader processes, the "
-        "writer's CPU and wall time per message for each N (--kinds fanout for that alone). Peers that are "
+        "writer's CPU and wall time per message for each N (--kinds fanout for that alone). Then a channel "
+        "bridged over Zenoh on loopback next to plain Zenoh and pyzmq tcp (--kinds bridge). Peers that are "
         "not installed are skipped. Writes results.json, results.md and PNG plots.",
     )
     p.add_argument("--quick", action="store_true",
                    help=f"a short run for CI: payloads {', '.join(_report.size_label(s) for s in QUICK_PAYLOADS)} "
-                   "and 0.06 s per cell, one round; the fan-out at 64 B only (under a minute)")
+                   "and 0.06 s per cell, one round; the fan-out at 64 B only; the bridge at 64 B and 1 MiB, 0.5 s per "
+                   "rate cell (about a minute and a half)")
     p.add_argument("--payloads", type=_sizes, metavar="LIST",
                    help="payload sizes, e.g. 64,4K,1M,32M (default: "
                    f"{','.join(_report.size_label(s).replace(' ', '') for s in FULL_PAYLOADS)})")
@@ -817,11 +851,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--modes", type=_choices(ALL_MODES, "mode"), metavar="LIST",
                    help="latency waiting modes: busy,blocking (default both)")
     p.add_argument("--kinds", type=_choices(ALL_KINDS, "kind"), metavar="LIST",
-                   help="latency,throughput,fanout,dataplane,frames,video (default all): dataplane = the "
+                   help="latency,throughput,fanout,dataplane,frames,video,bridge (default all): dataplane = the "
                    "per-message cost of the Python API at 64 B against iceoryx2 and multiprocessing.Pipe "
                    f"({DATAPLANE_ROUNDS} rounds); frames = Frame messages against raw ones at 1080p; video = PyAV "
                    "decode -> channel -> hash + re-encode against multiprocessing.Queue and one process (needs "
-                   "shmchan[media])")
+                   "shmchan[media]); bridge = a channel bridged over Zenoh next to plain Zenoh and pyzmq tcp (needs "
+                   "shmchan[bridge])")
     p.add_argument("--video-frames", type=int, metavar="N",
                    help="frames of the generated 1280x720 H.264 clip of the video section (default 300, --quick 60)")
     p.add_argument("--cpus", type=_cpus, metavar="A,B", help="pin the two processes to CPUs A and B")

@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bench.add_parser(sub)
     add_parsers(sub)
+    from ..bridge import _cli as bridge_cli
+
+    bridge_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

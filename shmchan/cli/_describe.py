@@ -14,6 +14,7 @@ import numpy as np
 from .. import errors as E
 from .. import schema as S
 from .._names import check_name
+from ..bridge import _status as bridge_status
 from ..broadcast import Broadcast, ReaderPlace
 from ..channel import _KIND_NAMES, Channel, ChannelStats
 from ..channel import is_stale as _is_stale
@@ -226,6 +227,7 @@ def describe(ch: Channel, *, full: bool = False) -> JsonDict:
     d["schema"] = sch
     if sch_err:
         d["schema_error"] = sch_err
+    d["bridges"] = bridge_status.bridges_of(ch.name)
     return d
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..bridge import _status as bridge_status
 from ._common import (
     JsonDict,
     _emit_json,
@@ -64,6 +65,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             state = "stale" if r["stale"] else "ok"
             if r.get("schema_error"):
                 state += f" (descriptor: {r['schema_error']})"
+            if r.get("bridges"):
+                state += f", {bridge_status.ls_note(r['bridges'])}"
         else:
             c = [r["name"], "?", "-", "-" if r["file_size"] is None else human_size(r["file_size"]),
                  "-", "-", "-", "-", "-"]

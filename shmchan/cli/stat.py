@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..bridge import _status as bridge_status
 from ._common import (
     JsonDict,
     _channel_name,
@@ -83,6 +84,7 @@ def format_stat(d: JsonDict) -> list[str]:
     else:
         lines += _stat_spsc(d)
     lines += _stat_schema(d)
+    lines += bridge_status.stat_lines(d.get("bridges"))
     return lines
 
 
