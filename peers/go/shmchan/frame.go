@@ -312,18 +312,12 @@ var frameFields = []fieldSpec{{0, 8}, {1, 8}, {2, 4}, {3, 4}, {4, 1}, {6, 8}, {7
 // Audio messages"): the header is copied out of msg once and checked there, the planes are checked
 // against the format and the message; ErrDecode, saying what is out of place, otherwise.
 func DecodeFrame(msg []byte) (Frame, error) {
-	hdr := headerCopy(msg)
-	v := &verifier{b: hdr, what: "Frame"}
-	pos, ok := v.root(fb.FrameIdentifier)
-	if !ok {
-		return Frame{}, v.err
-	}
-	v.fields(pos, frameFields)
+	v, pos := verifyMessage(msg, "Frame", fb.FrameIdentifier, frameFields)
 	nplanes := v.vector(pos, 5, 16, maxPlanes)
 	if v.err != nil {
 		return Frame{}, v.err
 	}
-	f := fb.GetRootAsFrame(hdr, 0)
+	f := fb.GetRootAsFrame(v.b, 0)
 	fr := Frame{Seq: f.Seq(), TimestampNs: f.TimestampNs(), Width: f.Width(), Height: f.Height(),
 		Format: PixelFormat(f.PixelFormat()), DataOffset: f.DataOffset(),
 		Pts: f.Pts(), TimeBase: rational(f.TimeBase(nil)), Duration: f.Duration(), Keyframe: f.Keyframe(),
@@ -440,18 +434,12 @@ func EncodeTensor(msg []byte, dt uint8, shape []uint64, seq, ts uint64) ([]byte,
 // DecodeTensor verifies and decodes a Tensor message; its header is copied out of msg once and
 // checked there, Data is a view of msg.
 func DecodeTensor(msg []byte) (Tensor, error) {
-	hdr := headerCopy(msg)
-	v := &verifier{b: hdr, what: "Tensor"}
-	pos, ok := v.root(fb.TensorIdentifier)
-	if !ok {
-		return Tensor{}, v.err
-	}
-	v.fields(pos, []fieldSpec{{0, 1}, {3, 8}, {4, 8}, {5, 8}, {6, 8}})
+	v, pos := verifyMessage(msg, "Tensor", fb.TensorIdentifier, []fieldSpec{{0, 1}, {3, 8}, {4, 8}, {5, 8}, {6, 8}})
 	ns, nt := v.vector(pos, 1, 8, 32), v.vector(pos, 2, 8, 32)
 	if v.err != nil {
 		return Tensor{}, v.err
 	}
-	t := fb.GetRootAsTensor(hdr, 0)
+	t := fb.GetRootAsTensor(v.b, 0)
 	tn := Tensor{DType: uint8(t.Dtype()), Seq: t.Seq(), TimestampNs: t.TimestampNs()}
 	off, size, n := t.DataOffset(), t.DataSize(), uint64(len(msg))
 	es := DTypeSize(tn.DType)

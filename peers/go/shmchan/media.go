@@ -81,19 +81,13 @@ var packetFields = []fieldSpec{{0, 8}, {1, 8}, {3, 8}, {4, 8}, {5, 8}, {6, 8}, {
 // DecodePacket verifies and decodes a Packet message (docs/protocol.md): ErrDecode, saying what is
 // out of place, when it is malformed.
 func DecodePacket(msg []byte) (Packet, error) {
-	hdr := headerCopy(msg)
-	v := &verifier{b: hdr, what: "Packet"}
-	pos, ok := v.root(fb.PacketIdentifier)
-	if !ok {
-		return Packet{}, v.err
-	}
-	v.fields(pos, packetFields)
+	v, pos := verifyMessage(msg, "Packet", fb.PacketIdentifier, packetFields)
 	v.text(pos, 2, "codec", maxName)
 	v.vector(pos, 8, 1, MaxExtradata)
 	if v.err != nil {
 		return Packet{}, v.err
 	}
-	p := fb.GetRootAsPacket(hdr, 0)
+	p := fb.GetRootAsPacket(v.b, 0)
 	pk := Packet{Seq: p.Seq(), TimestampNs: p.TimestampNs(), Codec: string(p.Codec()), Pts: p.Pts(), Dts: p.Dts(),
 		Duration: p.Duration(), TimeBase: rational(p.TimeBase(nil)), Keyframe: p.Keyframe(),
 		Extradata: p.ExtradataBytes(), Width: p.Width(), Height: p.Height(), DataOffset: p.DataOffset()}
@@ -184,18 +178,12 @@ var audioFields = []fieldSpec{{0, 8}, {1, 8}, {2, 4}, {3, 1}, {4, 1}, {5, 2}, {7
 // MaxAudioChannels channels, and every channel's samples inside the data, itself inside the
 // message; ErrDecode, saying what is out of place, otherwise.
 func DecodeAudio(msg []byte) (Audio, error) {
-	hdr := headerCopy(msg)
-	v := &verifier{b: hdr, what: "Audio"}
-	pos, ok := v.root(fb.AudioIdentifier)
-	if !ok {
-		return Audio{}, v.err
-	}
-	v.fields(pos, audioFields)
+	v, pos := verifyMessage(msg, "Audio", fb.AudioIdentifier, audioFields)
 	v.text(pos, 6, "channel_layout", maxName)
 	if v.err != nil {
 		return Audio{}, v.err
 	}
-	a := fb.GetRootAsAudio(hdr, 0)
+	a := fb.GetRootAsAudio(v.b, 0)
 	au := Audio{Seq: a.Seq(), TimestampNs: a.TimestampNs(), SampleRate: a.SampleRate(),
 		Format: SampleFormat(a.SampleFormat()), Planar: a.Planar(), Channels: a.Channels(),
 		ChannelLayout: string(a.ChannelLayout()), Samples: a.Samples(), PlaneStride: a.PlaneStride(), Pts: a.Pts(),

@@ -49,6 +49,18 @@ func (v *verifier) outside(what string, at uint64) bool {
 	return v.fail(fmt.Sprintf("%s reaches %d, outside the %d header bytes%s", what, at, len(v.b), limit))
 }
 
+// verifyMessage copies msg's header (headerCopy) and checks its root table, of identifier ident, and
+// the table's scalar and struct fields fs; v.err says what is wrong. Later checks on v do nothing
+// once it has failed.
+func verifyMessage(msg []byte, what, ident string, fs []fieldSpec) (v *verifier, root uint64) {
+	v = &verifier{b: headerCopy(msg), what: what}
+	if root, ok := v.root(ident); ok {
+		v.fields(root, fs)
+		return v, root
+	}
+	return v, 0
+}
+
 // fieldSpec: a scalar or inline struct field of a table, by id, and its bytes.
 type fieldSpec struct {
 	id   int
