@@ -312,8 +312,11 @@ var frameFields = []fieldSpec{{0, 8}, {1, 8}, {2, 4}, {3, 4}, {4, 1}, {6, 8}, {7
 // Audio messages"): the header is copied out of msg once and checked there, the planes are checked
 // against the format and the message; ErrDecode, saying what is out of place, otherwise.
 func DecodeFrame(msg []byte) (Frame, error) {
-	v, pos := verifyMessage(msg, "Frame", fb.FrameIdentifier, frameFields)
-	nplanes := v.vector(pos, 5, 16, maxPlanes)
+	var nplanes uint64
+	v := verifyMessage(msg, "Frame", fb.FrameIdentifier, func(v *verifier, root uint64) {
+		v.fields(root, frameFields)
+		nplanes = v.vector(root, 5, 16, maxPlanes)
+	})
 	if v.err != nil {
 		return Frame{}, v.err
 	}
@@ -434,8 +437,11 @@ func EncodeTensor(msg []byte, dt uint8, shape []uint64, seq, ts uint64) ([]byte,
 // DecodeTensor verifies and decodes a Tensor message; its header is copied out of msg once and
 // checked there, Data is a view of msg.
 func DecodeTensor(msg []byte) (Tensor, error) {
-	v, pos := verifyMessage(msg, "Tensor", fb.TensorIdentifier, []fieldSpec{{0, 1}, {3, 8}, {4, 8}, {5, 8}, {6, 8}})
-	ns, nt := v.vector(pos, 1, 8, 32), v.vector(pos, 2, 8, 32)
+	var ns, nt uint64
+	v := verifyMessage(msg, "Tensor", fb.TensorIdentifier, func(v *verifier, root uint64) {
+		v.fields(root, []fieldSpec{{0, 1}, {3, 8}, {4, 8}, {5, 8}, {6, 8}})
+		ns, nt = v.vector(root, 1, 8, 32), v.vector(root, 2, 8, 32)
+	})
 	if v.err != nil {
 		return Tensor{}, v.err
 	}

@@ -81,9 +81,11 @@ var packetFields = []fieldSpec{{0, 8}, {1, 8}, {3, 8}, {4, 8}, {5, 8}, {6, 8}, {
 // DecodePacket verifies and decodes a Packet message (docs/protocol.md): ErrDecode, saying what is
 // out of place, when it is malformed.
 func DecodePacket(msg []byte) (Packet, error) {
-	v, pos := verifyMessage(msg, "Packet", fb.PacketIdentifier, packetFields)
-	v.text(pos, 2, "codec", maxName)
-	v.vector(pos, 8, 1, MaxExtradata)
+	v := verifyMessage(msg, "Packet", fb.PacketIdentifier, func(v *verifier, root uint64) {
+		v.fields(root, packetFields)
+		v.text(root, 2, "codec", maxName)
+		v.vector(root, 8, 1, MaxExtradata)
+	})
 	if v.err != nil {
 		return Packet{}, v.err
 	}
@@ -178,8 +180,10 @@ var audioFields = []fieldSpec{{0, 8}, {1, 8}, {2, 4}, {3, 1}, {4, 1}, {5, 2}, {7
 // MaxAudioChannels channels, and every channel's samples inside the data, itself inside the
 // message; ErrDecode, saying what is out of place, otherwise.
 func DecodeAudio(msg []byte) (Audio, error) {
-	v, pos := verifyMessage(msg, "Audio", fb.AudioIdentifier, audioFields)
-	v.text(pos, 6, "channel_layout", maxName)
+	v := verifyMessage(msg, "Audio", fb.AudioIdentifier, func(v *verifier, root uint64) {
+		v.fields(root, audioFields)
+		v.text(root, 6, "channel_layout", maxName)
+	})
 	if v.err != nil {
 		return Audio{}, v.err
 	}

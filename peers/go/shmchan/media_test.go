@@ -330,7 +330,7 @@ func TestMalformedFrameHeadersAreRefusedWithAReason(t *testing.T) {
 		at   int
 		val  byte
 		want string
-	}{{4, 'X', "file identifier"}, {0, 0xf1, "table reaches"}, {2, 0x01, "table reaches 65"}} {
+	}{{4, 'X', "file identifier"}, {0, 0xf1, "table at 241 is misaligned"}, {2, 0x01, "table reaches 65"}} {
 		bad := append([]byte(nil), msg...)
 		bad[c.at] = c.val
 		if _, err := DecodeFrame(bad); !errors.Is(err, ErrDecode) || !strings.Contains(err.Error(), c.want) {
@@ -402,6 +402,12 @@ func TestGoldenPacketAndMalformedPackets(t *testing.T) {
 	msg[at] ^= 0xff
 	if p.Extradata[0] != 0x01 {
 		t.Fatal("Extradata aliases the message")
+	}
+	// a header longer than the first copy: the rest is copied, up to 4096 bytes
+	big := bytes.Repeat([]byte{0xab}, 3000)
+	if q, err := DecodePacket(packetMsg([]byte("av1"), big, 3136, 1, 3137)); err != nil || !bytes.Equal(q.Extradata, big) ||
+		q.Codec != "av1" || len(q.Data) != 1 {
+		t.Fatalf("long header: %v", err)
 	}
 	if q, err := DecodePacket(packetMsg([]byte("hevc"), nil, 128, 0, 128)); err != nil || q.Pts != NoPTS ||
 		q.Dts != -3 || q.TimeBase.Known() || len(q.Extradata) != 0 || len(q.Data) != 0 {
@@ -612,6 +618,19 @@ func hostileChild(name string) {
 		}
 		if rng.IntN(4) == 0 { // damage accumulates for a few rounds, then the good header is back
 			copy(msg, good)
+		}
+	}
+}
+
+// BenchmarkDecodeFrame: one 1080p I420 frame header (the pixels are not touched).
+func BenchmarkDecodeFrame(b *testing.B) {
+	fw, _ := NewFrameWriter(1920, 1080, I420)
+	msg := make([]byte, fw.MessageSize())
+	fw.Write(msg, 1, 2)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeFrame(msg); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -12,9 +12,10 @@ import (
 // verifier bounds-checks a FlatBuffer from another process before the generated accessors touch
 // it (R47): the Go FlatBuffers runtime has no verifier, and its accessors index without checks.
 type verifier struct {
-	b    []byte
-	what string // the message type, for the errors ("Frame", ...); may be empty
-	err  error
+	b     []byte
+	what  string // the message type, for the errors ("Frame", ...); may be empty
+	err   error
+	short bool // err is something reaching past the end of b
 }
 
 func (v *verifier) fail(why string) bool {
@@ -33,12 +34,8 @@ func (v *verifier) fail(why string) bool {
 // memory").
 const MaxHeader = 4096
 
-// headerCopy copies the first bytes of a message (at most MaxHeader) into private memory: the
-// FlatBuffer is verified and decoded from this copy, so each header byte of the slot is read once
-// and a peer rewriting the slot meanwhile cannot make a check and a later read disagree.
-func headerCopy(msg []byte) []byte {
-	return append([]byte(nil), msg[:min(len(msg), MaxHeader)]...)
-}
+// firstCopy: the header bytes copied first; enough for a Frame with every field and three planes.
+const firstCopy = 320
 
 // outside fails: what reaches position at, past the header bytes.
 func (v *verifier) outside(what string, at uint64) bool {
@@ -46,19 +43,28 @@ func (v *verifier) outside(what string, at uint64) bool {
 	if len(v.b) == MaxHeader {
 		limit = fmt.Sprintf(" (a reader copies at most %d header bytes)", MaxHeader)
 	}
+	v.short = v.err == nil
 	return v.fail(fmt.Sprintf("%s reaches %d, outside the %d header bytes%s", what, at, len(v.b), limit))
 }
 
-// verifyMessage copies msg's header (headerCopy) and checks its root table, of identifier ident, and
-// the table's scalar and struct fields fs; v.err says what is wrong. Later checks on v do nothing
-// once it has failed.
-func verifyMessage(msg []byte, what, ident string, fs []fieldSpec) (v *verifier, root uint64) {
-	v = &verifier{b: headerCopy(msg), what: what}
-	if root, ok := v.root(ident); ok {
-		v.fields(root, fs)
-		return v, root
+// verifyMessage copies the header of msg into private memory and checks there its root table, of
+// identifier ident, then whatever check checks of the table (at root); v.err says what is wrong,
+// and the message is decoded from v.b. Each header byte of the slot is read once, so a peer
+// rewriting the slot meanwhile cannot make a check and a later read disagree. The first firstCopy
+// bytes are copied, and when the FlatBuffer reaches further, the bytes after them up to MaxHeader.
+func verifyMessage(msg []byte, what, ident string, check func(v *verifier, root uint64)) *verifier {
+	limit := min(len(msg), MaxHeader)
+	hdr := append(make([]byte, 0, min(limit, firstCopy)), msg[:min(limit, firstCopy)]...)
+	for {
+		v := &verifier{b: hdr, what: what}
+		if root, ok := v.root(ident); ok {
+			check(v, root)
+		}
+		if v.err == nil || !v.short || len(hdr) == limit {
+			return v
+		}
+		hdr = append(hdr, msg[len(hdr):limit]...)
 	}
-	return v, 0
 }
 
 // fieldSpec: a scalar or inline struct field of a table, by id, and its bytes.
@@ -93,8 +99,11 @@ func (v *verifier) root(ident string) (uint64, bool) {
 
 // table checks the table at pos and its vtable.
 func (v *verifier) table(pos uint64) (uint64, bool) {
-	if pos%4 != 0 || !v.in(pos, 4) {
-		return 0, v.outside("table", pos)
+	if pos%4 != 0 {
+		return 0, v.fail(fmt.Sprintf("table at %d is misaligned", pos))
+	}
+	if !v.in(pos, 4) {
+		return 0, v.outside("table", pos+4)
 	}
 	vt := int64(pos) - int64(int32(v.u32(pos)))
 	if vt < 0 || vt%2 != 0 || !v.in(uint64(vt), 4) {
