@@ -1,13 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Error names and the per-call / per-handle diagnostic sentences. */
+/* Error names, and the diagnostic sentences of a call and of a (poisoned) handle. */
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
-
-#ifndef SHMCHAN_PKG_VERSION
-#define SHMCHAN_PKG_VERSION "0.0.0+unknown"
-#endif
 
 const char *shmchan_strerror(int err)
 {
@@ -35,21 +31,6 @@ const char *shmchan_strerror(int err)
 	default:
 		return strerror(err);
 	}
-}
-
-const char *shmchan_version(void)
-{
-	return SHMCHAN_PKG_VERSION;
-}
-
-int shmchan_layout_major(void)
-{
-	return SHMCHAN_LAYOUT_MAJOR;
-}
-
-int shmchan_layout_minor(void)
-{
-	return SHMCHAN_LAYOUT_MINOR;
 }
 
 void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...)

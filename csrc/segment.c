@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Segments: create, open, map, close and unlink a channel's shared memory object or file. */
+/* Segments: create, open, map, close and unlink a channel's shared memory object or file (any kind). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,13 +13,6 @@
 #include "internal.h"
 
 #define SHM_PREFIX "/shmchan."
-
-uint64_t shmchan_page_size(void)
-{
-	long p = sysconf(_SC_PAGESIZE);
-
-	return p > 0 ? (uint64_t)p : 4096;
-}
 
 /*
  * Maps `size` bytes of fd at an address aligned to `align` (slots with an alignment above the page
@@ -102,7 +95,7 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 }
 
 /* Sizes, allocates, maps and initialises a freshly created (O_EXCL) object; removes it on failure. */
-int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
+int shmchan_segment_init(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
 			 const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	struct shmchan_header *h;
@@ -208,33 +201,28 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 		free(name);
 		return rc;
 	}
-	return shmchan_init_segment(fd, name, is_file ? SHMCHAN_BACKING_FILE : SHMCHAN_BACKING_SHM, &g, cfg->mode,
+	return shmchan_segment_init(fd, name, is_file ? SHMCHAN_BACKING_FILE : SHMCHAN_BACKING_SHM, &g, cfg->mode,
 				    cfg->descriptor, out, diag);
 }
 
-int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
-		   struct shmchan_diag *diag)
+int shmchan_segment_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
+			   struct shmchan_diag *diag)
 {
 	char *shm;
-	int rc;
+	int rc = shm_name(name, &shm, diag);
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	rc = shm_name(name, &shm, diag);
 	if (rc)
 		return rc;
 	return create_common(shm, 0, cfg, out, diag);
 }
 
-int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
-			struct shmchan_diag *diag)
+int shmchan_segment_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
+				struct shmchan_diag *diag)
 {
 	char *p;
 
-	if (!out || !path || !*path)
+	if (!path || !*path)
 		return -EINVAL;
-	*out = NULL;
 	p = strdup(path);
 	if (!p)
 		return -ENOMEM;
@@ -274,7 +262,7 @@ static int check_owner(const struct stat *st, uint32_t flags, struct shmchan_dia
 }
 
 /* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
-int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
+int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
 			   shmchan_channel **out, struct shmchan_diag *diag)
 {
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
@@ -362,20 +350,12 @@ fail:
 	return rc;
 }
 
-int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
-{
-	return shmchan_open_ex(name, timeout_ns, 0, out, diag);
-}
-
-int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
-		    struct shmchan_diag *diag)
+int shmchan_segment_open(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			 struct shmchan_diag *diag)
 {
 	char *shm;
 	int fd, rc;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
 	rc = shm_name(name, &shm, diag);
 	if (rc)
 		return rc;
@@ -386,23 +366,17 @@ int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmcha
 		free(shm);
 		return rc;
 	}
-	return shmchan_attach_segment(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
+	return shmchan_segment_attach(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
 }
 
-int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
-{
-	return shmchan_open_file_ex(path, timeout_ns, 0, out, diag);
-}
-
-int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
-			 struct shmchan_diag *diag)
+int shmchan_segment_open_file(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			      struct shmchan_diag *diag)
 {
 	char *p;
 	int fd, rc;
 
-	if (!out || !path || !*path)
+	if (!path || !*path)
 		return -EINVAL;
-	*out = NULL;
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
@@ -414,17 +388,11 @@ int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, s
 		close(fd);
 		return -ENOMEM;
 	}
-	return shmchan_attach_segment(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
+	return shmchan_segment_attach(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
 }
 
-void shmchan_close(shmchan_channel *ch)
+void shmchan_segment_close(shmchan_channel *ch)
 {
-	if (!ch)
-		return;
-	if (ch->writer)
-		shmchan_writer_close(ch->writer);
-	if (ch->reader)
-		shmchan_reader_close(ch->reader);
 	shmchan_guard_unregister(ch->guard);
 	munmap(ch->base, (size_t)ch->g.total_size);
 	close(ch->fd); /* drops this handle's OFD locks */
@@ -554,61 +522,6 @@ int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, 
 		return -EMSGSIZE;
 	if (ch->g.descriptor_size)
 		memcpy(buf, ch->base + ch->g.descriptor_offset, (size_t)ch->g.descriptor_size);
-	return 0;
-}
-
-int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
-{
-	const struct shmchan_header *h;
-
-	if (!ch || !out)
-		return -EINVAL;
-	h = ch->hdr;
-	memset(out, 0, sizeof(*out));
-	/* A snapshot for people, not for decisions: relaxed reads, fields may be mutually stale. */
-	out->head = shmchan_read_once64(&h->head);
-	out->tail = shmchan_read_once64(&h->tail);
-	out->messages_written = shmchan_read_once64(&h->w_messages);
-	out->bytes_written = shmchan_read_once64(&h->w_bytes);
-	out->full_waits = shmchan_read_once64(&h->w_full);
-	out->aborts = shmchan_read_once64(&h->w_aborts);
-	out->messages_read = shmchan_read_once64(&h->r_messages);
-	out->bytes_read = shmchan_read_once64(&h->r_bytes);
-	out->empty_waits = shmchan_read_once64(&h->r_empty);
-	out->writer_state = shmchan_read_once32(&h->writer_state);
-	out->reader_state = shmchan_read_once32(&h->reader_state);
-	out->writer_pid = shmchan_read_once32(&h->writer_pid);
-	out->reader_pid = shmchan_read_once32(&h->reader_pid);
-	out->writer_alive = out->writer_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 1);
-	out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 0);
-	if (ch->g.kind == SHMCHAN_KIND_BROADCAST) {
-		/* readers live in their places: tail is the slowest live reader's cursor (a dead one holds
-		   nobody back), the counters sum over the places */
-		uint64_t lowest = out->head;
-		int any_alive = 0;
-		for (uint32_t i = 0; i < ch->g.max_readers; i++) {
-			const struct shmchan_reader_place *p = &ch->places[i];
-			uint32_t st = shmchan_read_once32(&p->state);
-			uint64_t c = shmchan_read_once64(&p->cursor);
-			out->messages_read += shmchan_read_once64(&p->messages);
-			out->bytes_read += shmchan_read_once64(&p->bytes);
-			out->empty_waits += shmchan_read_once64(&p->empty);
-			if (st == SHMCHAN_PEER_ATTACHED) {
-				out->reader_state = st;
-				if (!shmchan_bc_place_alive(ch, i))
-					continue;
-				if (!any_alive)
-					out->reader_pid = shmchan_read_once32(&p->pid);
-				any_alive = 1;
-				if (out->head - c > out->head - lowest)
-					lowest = c;
-			}
-		}
-		out->tail = lowest;
-		out->reader_alive = any_alive;
-	} else if (ch->g.kind == SHMCHAN_KIND_STATE) {
-		out->tail = out->head;
-	}
 	return 0;
 }
 

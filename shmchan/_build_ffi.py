@@ -10,7 +10,10 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["segment.c", "validate.c", "ring.c", "wait.c", "liveness.c", "error.c", "sealed.c", "guard.c", "bcast.c"]
+SOURCES = [
+    "channel.c", "spsc.c", "bcast.c", "board.c", "writer.c", "reader.c", "wait.c", "segment.c", "sealed.c",
+    "liveness.c", "validate.c", "guard.c", "error.c", "sys.c",
+]
 
 
 def _version() -> str:
