@@ -10,10 +10,12 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = [
-    "channel.c", "spsc.c", "bcast.c", "board.c", "writer.c", "reader.c", "wait.c", "segment.c", "sealed.c",
-    "liveness.c", "validate.c", "guard.c", "error.c", "sys.c",
-]
+
+
+def core_files(csrc: pathlib.Path = CSRC) -> list[str]:
+    """The C core's files (relative to csrc/) from csrc/sources.list, the one list every build reads."""
+    text = (csrc / "sources.list").read_text()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
 def _version() -> str:
@@ -38,7 +40,7 @@ _cflags, _ldflags = _flags()
 ffi.set_source(
     "shmchan._shmchan_cffi",
     '#include "shmchan.h"\n#include "layout.h"\n',
-    sources=[os.path.relpath(CSRC / s, ROOT) for s in SOURCES],
+    sources=[os.path.relpath(CSRC / s, ROOT) for s in core_files() if s.endswith(".c")],
     include_dirs=[str(CSRC / "include"), str(CSRC)],
     define_macros=[("_GNU_SOURCE", None), ("SHMCHAN_PKG_VERSION", f'"{_version()}"')],
     extra_compile_args=_cflags,

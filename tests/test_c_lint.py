@@ -1,4 +1,5 @@
-"""Static checks on the C core: shared memory is touched only through the atomic wrappers."""
+"""Static checks on the C core: shared memory is touched only through the atomic wrappers; one list
+of sources."""
 
 from __future__ import annotations
 
@@ -75,3 +76,28 @@ def test_every_acquire_and_release_names_its_barrier() -> None:
                 if not re.search(r"\([A-Z]\d?\)", context):
                     missing.append(f"{path.name}:{i + 1}: {line.strip()}")
     assert not missing, "barriers without a lettered comment:\n" + "\n".join(missing)
+
+
+# ---- one list of sources ----
+
+
+def _listed() -> list[str]:
+    """csrc/sources.list: the core's files, relative to csrc/ ('#' starts a comment)."""
+    lines = (CSRC / "sources.list").read_text().splitlines()
+    return [w for line in lines for w in line.split("#", 1)[0].split()]
+
+
+def _core_sources() -> list[str]:
+    return [f for f in _listed() if f.endswith(".c")]
+
+
+def test_every_core_source_is_in_the_one_list() -> None:
+    """Every .c file at the top of csrc/ (its tests and fuzzers live below) is in sources.list, and
+    every listed file exists, once."""
+    listed = _listed()
+    assert len(listed) == len(set(listed)), "a file is listed twice"
+    missing = sorted({p.name for p in CSRC.glob("*.c")} - set(listed))
+    assert not missing, f"not in csrc/sources.list (no build would compile them): {missing}"
+    absent = [f for f in listed if not (CSRC / f).is_file()]
+    assert not absent, f"csrc/sources.list names files that do not exist: {absent}"
+    assert {"include/shmchan.h", "layout.h", "atomic.h", "internal.h"} <= set(listed)
