@@ -12,8 +12,8 @@
 #include "shmchan.h"
 
 /*
- * Layers (each .c file calls only into the layers below it, so the file-level call graph has no
- * cycle, and only channel.c reaches more than one kind):
+ * Layers (each .c file calls only into the layers below it; tests/test_c_lint.py checks that the
+ * file-level call graph has no cycle and that only channel.c reaches more than one kind):
  *
  *   channel.c                       every public entry that depends on the kind: checks its
  *                                   arguments once, then calls the kind's operations (ch->ops)
