@@ -532,7 +532,7 @@ static int bcast_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t 
 			 uint64_t *end)
 {
 	/* (C) acquire: pairs with (B) */
-	uint64_t head = shmchan_load_acquire64(&ch->hdr->head), seq, n;
+	uint64_t head = shmchan_load_acquire64(&ch->hdr->head);
 	const uint32_t s = (uint32_t)(pos & ch->g.mask);
 
 	*first = head < ch->g.capacity ? 0 : head - ch->g.capacity; /* as a lapped reader resumes */
@@ -541,21 +541,7 @@ static int bcast_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t 
 		return -SHMCHAN_ECORRUPT;
 	if (pos - *first >= *end - *first)
 		return -ENOENT;
-	/* (M4) acquire: pairs with (M2) */
-	seq = shmchan_load_acquire64(&ch->meta[s].seq);
-	n = shmchan_read_once64(&ch->meta[s].len);
-	if (seq != pos + 1 || n > ch->g.slot_size)
-		return -ESTALE; /* rewritten already (a broken length also never survives the re-check) */
-	*len = n;
-	if (n > cap)
-		return -EMSGSIZE;
-	if (n)
-		memcpy(buf, shmchan_slot_data(ch, s), (size_t)n); /* buf may be NULL */
-	/* (M3) acquire fence: the copy before seq again; pairs with (M1) */
-	shmchan_fence_acquire();
-	if (shmchan_check_truncated(ch))
-		return -SHMCHAN_ECORRUPT;
-	return shmchan_read_once64(&ch->meta[s].seq) == pos + 1 ? 0 : -ESTALE;
+	return shmchan_inspect_stamped(ch, s, pos + 1, buf, cap, len);
 }
 
 /* Readers live in their places: tail is the slowest live reader's cursor (a dead one holds nobody

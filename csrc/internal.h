@@ -307,7 +307,7 @@ static inline uint8_t *shmchan_slot_data(const shmchan_channel *ch, uint32_t s)
 	return ch->data + (uint64_t)s * ch->g.slot_stride;
 }
 
-/* ==== The reader side of the ring kinds (reader.c) ==== */
+/* ==== The reader side (reader.c): the ring kinds' bookkeeping, a look at a stamped slot ==== */
 
 /* A reader handle with its per-slot bookkeeping and default waiting, not attached yet. */
 shmchan_reader *shmchan_reader_new(shmchan_channel *ch);
@@ -319,6 +319,11 @@ int shmchan_accept_head(shmchan_reader *r, uint64_t head);
 int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns);
 /* Marks outstanding position pos released and moves tail over the released run: how far it moved. */
 uint64_t shmchan_reader_advance(shmchan_reader *r, uint64_t pos);
+
+/* A look at slot s of a {seq, len} table (broadcast, board) without taking it: copies it if it
+   holds sequence `want`. 0; -ESTALE when it holds another or was rewritten during the copy;
+   -EMSGSIZE (*len set) when cap is short; -SHMCHAN_ECORRUPT (truncated). */
+int shmchan_inspect_stamped(shmchan_channel *ch, uint32_t s, uint64_t want, void *buf, uint64_t cap, uint64_t *len);
 
 /* Whether pos was taken and is not released yet (tail <= pos < read_pos, free-running). */
 static inline int shmchan_outstanding(const shmchan_reader *r, uint64_t pos)

@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* The reader's bookkeeping the ring kinds share: positions taken and released, waiting for head. */
+/* The reader side: the bookkeeping the ring kinds share (positions, waiting for head); stamped slots. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
 /*
  * Barriers (docs/protocol.md has the table):
- *   (C) acquire of head   pairs with (B), the writer's release of it
+ *   (C) acquire of head                         pairs with (B), the writer's release of it
+ *   (M4) acquire of a slot's seq, then its len   pairs with (M2), the writer's release of seq
+ *   (M3) acquire fence after a copy, then seq    pairs with (M1), the writer's stamp and fence
  */
 
 shmchan_reader *shmchan_reader_new(shmchan_channel *ch)
@@ -114,4 +117,24 @@ uint64_t shmchan_reader_advance(shmchan_reader *r, uint64_t pos)
 	}
 	r->messages += n;
 	return n;
+}
+
+int shmchan_inspect_stamped(shmchan_channel *ch, uint32_t s, uint64_t want, void *buf, uint64_t cap, uint64_t *len)
+{
+	/* (M4) acquire: pairs with (M2) */
+	uint64_t seq = shmchan_load_acquire64(&ch->meta[s].seq);
+	uint64_t n = shmchan_read_once64(&ch->meta[s].len);
+
+	if (seq != want || n > ch->g.slot_size)
+		return -ESTALE; /* rewritten already (a broken length also never survives the re-check) */
+	*len = n;
+	if (n > cap)
+		return -EMSGSIZE;
+	if (n)
+		memcpy(buf, shmchan_slot_data(ch, s), (size_t)n); /* buf may be NULL */
+	/* (M3) acquire fence: the copy before seq again; pairs with (M1) */
+	shmchan_fence_acquire();
+	if (shmchan_check_truncated(ch))
+		return -SHMCHAN_ECORRUPT;
+	return shmchan_read_once64(&ch->meta[s].seq) == want ? 0 : -ESTALE;
 }
