@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -36,6 +37,8 @@
  */
 
 #define JOIN_SPIN_NS 10000000 /* 10 ms: a writer's scan takes microseconds; then look for a dead one */
+#define JOIN_GIVE_UP_NS 1000000000 /* 1 s: a live writer scanning that long is stopped or broken */
+#define JOIN_NAP_NS 1000000        /* past the spin, look every 1 ms (a signal ends the nap) */
 
 static int lock_of_place(uint32_t i)
 {
@@ -73,7 +76,7 @@ static uint64_t scan(shmchan_writer *w)
 		if (shmchan_load_acquire32(&p->state) != SHMCHAN_PEER_ATTACHED)
 			continue;
 		gen = shmchan_read_once64(&p->gen);
-		if (w->dead_gen[i] == gen + 1)
+		if (w->dead[i].known && w->dead[i].gen == gen)
 			continue; /* found dead before, and nobody took the place since */
 		/* (E2) acquire: the reader is done with the slots below its cursor; pairs with (D2) */
 		c = shmchan_load_acquire64(&p->cursor);
@@ -96,8 +99,11 @@ static int bcast_writer_attach(shmchan_writer *w)
 	struct shmchan_header *h = ch->hdr;
 	uint64_t floor;
 
-	w->dead_gen = calloc(ch->g.max_readers, sizeof(uint64_t));
-	if (!w->dead_gen)
+	if (w->head >= SHMCHAN_MAX_POSITION)
+		return shmchan_poison(ch, "corrupt head %llu at writer attach (positions stay below 2^63)",
+				      (unsigned long long)w->head);
+	w->dead = calloc(ch->g.max_readers, sizeof(*w->dead));
+	if (!w->dead)
 		return -ENOMEM;
 	/* a predecessor may have died mid-scan, leaving scan_seq odd: start from the next even value */
 	w->scan_seq = (shmchan_read_once64(&h->scan_seq) + 1) & ~UINT64_C(1);
@@ -112,8 +118,8 @@ static int bcast_writer_attach(shmchan_writer *w)
 
 static void bcast_writer_close(shmchan_writer *w)
 {
-	free(w->dead_gen);
-	w->dead_gen = NULL;
+	free(w->dead);
+	w->dead = NULL;
 }
 
 /* Reader places whose owner died hold the writer back no more (each found once per generation):
@@ -133,13 +139,14 @@ static int bury_dead_blockers(void *arg)
 		g1 = shmchan_read_once64(&p->gen);
 		/* (E2) acquire: pairs with (D2) */
 		c = shmchan_load_acquire64(&p->cursor);
-		if (w->dead_gen[i] == g1 + 1 || w->head - c < ch->g.capacity)
+		if ((w->dead[i].known && w->dead[i].gen == g1) || w->head - c < ch->g.capacity)
 			continue; /* not the one we wait for */
 		if (shmchan_place_alive(ch, i))
 			continue;
 		/* (L3) acquire: a joiner that took the place meanwhile changed the generation */
 		if (shmchan_load_acquire32(&p->state) == SHMCHAN_PEER_ATTACHED && shmchan_read_once64(&p->gen) == g1) {
-			w->dead_gen[i] = g1 + 1;
+			w->dead[i].gen = g1;
+			w->dead[i].known = 1;
 			buried++;
 		}
 	}
@@ -219,31 +226,47 @@ static void set_place_state(struct shmchan_reader_place *p, uint32_t v)
 	shmchan_store_release32(&p->state, v);
 }
 
-/* Raises a joiner's start to the floor of every writer scan that may have missed its place. */
-static void settle_join(shmchan_channel *ch, uint64_t *start)
+/*
+ * Raises a joiner's start to the floor of every writer scan that may have missed its place. An odd
+ * scan_seq that stays odd is a writer that died scanning (then the next writer scans afresh: go
+ * on), or a live writer that is stopped, broken or hostile, or a peer that wrote scan_seq: past
+ * JOIN_GIVE_UP_NS that is -ETIMEDOUT, and a signal ends the wait with -EINTR, so a join never
+ * spins for ever. 0 when settled.
+ */
+static int settle_join(shmchan_channel *ch, uint64_t *start)
 {
 	struct shmchan_header *h = ch->hdr;
-	int64_t give_up = 0;
+	const int64_t t0 = shmchan_now_ns();
 
 	for (;;) {
 		/* (J4) acquire: an even scan_seq comes with that scan's floor; pairs with (J3) */
 		uint64_t sseq = shmchan_load_acquire64(&h->scan_seq);
-		if (sseq & 1) {
-			/* a scan is running; it takes microseconds unless its writer died in it */
-			int64_t now = shmchan_now_ns();
-			if (give_up == 0)
-				give_up = now + JOIN_SPIN_NS;
-			else if (now > give_up) {
-				/* (L1) acquire: pairs with (L0) in liveness.c */
-				uint32_t ws = shmchan_load_acquire32(&h->writer_state);
-				if (!shmchan_peer_alive(ch, 1) || ws != SHMCHAN_PEER_ATTACHED)
-					break; /* no live writer: the next one scans afresh, from its floor */
-				give_up = now + JOIN_SPIN_NS;
-			}
+		int64_t waited;
+		if (!(sseq & 1))
+			break;
+		/* a scan is running; it takes microseconds unless its writer died (or stopped) in it */
+		waited = shmchan_now_ns() - t0;
+		if (waited < JOIN_SPIN_NS) {
 			sched_yield();
 			continue;
 		}
-		break;
+		{
+			/* (L1) acquire: pairs with (L0) in liveness.c */
+			uint32_t ws = shmchan_load_acquire32(&h->writer_state);
+			if (!shmchan_peer_alive(ch, 1) || ws != SHMCHAN_PEER_ATTACHED)
+				break; /* no live writer: the next one scans afresh, from its floor */
+		}
+		if (waited >= JOIN_GIVE_UP_NS) {
+			shmchan_note(ch, "the writer has been scanning the reader places for over %d ms (scan_seq "
+				     "%llu stays odd): it is stopped or broken, or a peer wrote scan_seq",
+				     JOIN_GIVE_UP_NS / 1000000, (unsigned long long)sseq);
+			return -ETIMEDOUT;
+		}
+		{
+			struct timespec nap = {0, JOIN_NAP_NS};
+			if (nanosleep(&nap, NULL) != 0 && errno == EINTR)
+				return -EINTR;
+		}
 	}
 	{
 		/* that scan's floor; after a writer died scanning, the floor the next one starts from
@@ -252,6 +275,7 @@ static void settle_join(shmchan_channel *ch, uint64_t *start)
 		if (f - *start < (UINT64_C(1) << 63))
 			*start = f; /* the floor is ahead of where we meant to start */
 	}
+	return 0;
 }
 
 static int bcast_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_reader **out)
@@ -278,6 +302,12 @@ static int bcast_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_read
 	}
 	/* (C) acquire: pairs with (B) */
 	head = shmchan_load_acquire64(&h->head);
+	if (head >= SHMCHAN_MAX_POSITION) {
+		shmchan_unlock_byte(ch->fd, lock_of_place(i));
+		shmchan_reader_free(r);
+		return shmchan_poison(ch, "corrupt head %llu at reader attach (positions stay below 2^63)",
+				      (unsigned long long)head);
+	}
 	if (flags == SHMCHAN_START_OLDEST) {
 		/* overwrite: if the writer is rewriting that slot right now, take() skips it */
 		start = head < ch->g.capacity ? 0 : head - ch->g.capacity;
@@ -296,7 +326,13 @@ static int bcast_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_read
 	/* (J1) full fence: the place before scan_seq; pairs with (J2) */
 	shmchan_fence_seq_cst();
 	if (!overwrite(ch)) {
-		settle_join(ch, &start);
+		rc = settle_join(ch, &start);
+		if (rc) {
+			set_place_state(p, SHMCHAN_PEER_CLOSED);
+			shmchan_unlock_byte(ch->fd, lock_of_place(i));
+			shmchan_reader_free(r);
+			return rc;
+		}
 		/* (D2) release: pairs with (E2) */
 		shmchan_store_release64(&p->cursor, start);
 	}

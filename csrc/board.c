@@ -26,6 +26,15 @@ static uint32_t slot_of(uint64_t version)
 
 /* ---- writer ---- */
 
+/* The version a new writer continues from: a dead predecessor or a peer may have left anything. */
+static int board_writer_attach(shmchan_writer *w)
+{
+	if (w->head >= SHMCHAN_MAX_POSITION)
+		return shmchan_poison(w->ch, "corrupt version %llu at writer attach (versions stay below 2^63)",
+				      (unsigned long long)w->head);
+	return 0;
+}
+
 static int board_reserve(shmchan_writer *w, int64_t timeout_ns, int continuing)
 {
 	/* the next version goes to the slot readers are not being sent to */
@@ -66,6 +75,8 @@ static int board_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *le
 		*version = v;
 		if (v == 0)
 			return -ENODATA;
+		if (v >= SHMCHAN_MAX_POSITION)
+			return shmchan_poison(ch, "corrupt version %llu (versions stay below 2^63)", (unsigned long long)v);
 		if (tries >= 16)
 			sched_yield(); /* a writer on our CPU must get to finish */
 		/* (M4) acquire: length and payload of version v; pairs with (M2) */
@@ -141,6 +152,7 @@ static void board_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 const struct shmchan_kind_ops shmchan_board_ops = {
 	.name = "state",
 	.counted_sleepers = 1,
+	.writer_attach = board_writer_attach,
 	.reserve = board_reserve,
 	.commit = board_commit,
 	.inspect = board_inspect,

@@ -231,7 +231,7 @@ void shmchan_wake_head(shmchan_channel *ch)
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 {
 	shmchan_writer *w;
-	int rc;
+	int rc, was_writable;
 
 	if (!ch || !out)
 		return -EINVAL;
@@ -243,7 +243,15 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	rc = shmchan_writer_open(ch, &w);
 	if (rc)
 		return rc;
-	rc = ch->ops->writer_attach ? ch->ops->writer_attach(w) : 0;
+	/* the writer's handle may write the slots (other handles keep them read-only); they stay
+	   writable after it closes, for views of its slots that outlive it */
+	was_writable = ch->slots_writable;
+	rc = shmchan_segment_protect_slots(ch, 1);
+	if (rc == 0 && ch->ops->writer_attach) {
+		rc = ch->ops->writer_attach(w);
+		if (rc && !was_writable)
+			(void)shmchan_segment_protect_slots(ch, 0);
+	}
 	if (rc) {
 		shmchan_writer_discard(w);
 		return rc;

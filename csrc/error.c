@@ -28,6 +28,8 @@ const char *shmchan_strerror(int err)
 		return "every slot is held by unreleased messages";
 	case SHMCHAN_ENOREADERS:
 		return "every reader place of the broadcast channel is taken";
+	case SHMCHAN_ENOTREG:
+		return "not a shmchan channel (not a regular file)";
 	default:
 		return strerror(err);
 	}
@@ -55,6 +57,17 @@ int shmchan_poison(shmchan_channel *ch, const char *fmt, ...)
 	}
 	ch->poisoned = 1;
 	return -SHMCHAN_ECORRUPT;
+}
+
+void shmchan_note(shmchan_channel *ch, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ch->poisoned)
+		return; /* keep the sentence that says why the handle is unusable */
+	va_start(ap, fmt);
+	vsnprintf(ch->diag, sizeof(ch->diag), fmt, ap);
+	va_end(ap);
 }
 
 const char *shmchan_channel_diag(const shmchan_channel *ch)

@@ -3,6 +3,7 @@
 #ifndef SHMCHAN_INTERNAL_H
 #define SHMCHAN_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,6 +35,13 @@
 #define SHMCHAN_DEFAULT_SPIN_NS 100000
 #define SHMCHAN_SLICE_NS 100000000 /* 100 ms: how often a sleeper checks that its peer lives */
 #define SHMCHAN_NO_RESERVATION UINT64_MAX
+/*
+ * BROADCAST and STATE positions (versions) stay below 2^63: 2^63 messages take centuries at a
+ * billion a second. A head at or above it was written by a broken or hostile peer; taken as it is,
+ * a slot's seq (position + 1) would meet SHMCHAN_SEQ_WRITING and then 0 ("never written"), and a
+ * board's next version would wrap to 0 ("no value"). Writers and readers refuse it at attach.
+ */
+#define SHMCHAN_MAX_POSITION (UINT64_C(1) << 63)
 
 /* ==== Handles ==== */
 
@@ -82,10 +90,22 @@ struct shmchan_channel {
 	struct shmchan_reader_place *places; /* BROADCAST */
 	uint8_t *data;
 	struct shmchan_geom g;
-	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or table full) */
+	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or the guard is off) */
+	int slots_writable;     /* this handle maps the slots read-write (a writer attached to it) */
+	/* counted sleepers (threads) of this handle; the first takes the sleepers' lock byte, the last
+	   drops it (an OFD lock belongs to the handle's open file description, not to a thread) */
+	pthread_mutex_t sleep_mu;
+	int local_sleepers;
 	shmchan_writer *writer; /* this handle's writer, if attached */
 	shmchan_reader *reader;
 	char diag[256];
+};
+
+/* A reader place whose owner the writer found dead, in the generation it had then. A separate flag,
+   not a reserved generation: the generation is the reader's to write, and every value is possible. */
+struct shmchan_dead_place {
+	uint64_t gen;
+	int known;
 };
 
 struct shmchan_writer {
@@ -93,11 +113,12 @@ struct shmchan_writer {
 	uint64_t head;        /* private truth: the writer owns head */
 	uint64_t cached_tail; /* last tail seen (broadcast: the floor); refreshed only when the ring looks full */
 	uint64_t scan_seq;    /* broadcast: private copy of the header's scan_seq */
-	uint64_t *dead_gen;   /* broadcast: per place, generation last found dead (+1; 0 = none) */
+	struct shmchan_dead_place *dead; /* broadcast: per place, the generation last found dead, if any */
 	uint64_t reserved;    /* bytes of the open reservation, or SHMCHAN_NO_RESERVATION */
 	uint32_t slot;        /* the slot of the open reservation */
 	uint64_t messages, bytes, full, aborts;
 	uint32_t wake_seq; /* private copy of head_wake */
+	uint32_t futile_wakes; /* commits in a row whose wake-up found no sleeper although some were counted */
 	int continuing;    /* the next reserve continues a wait: do not count it again */
 	int64_t spin_ns;
 	int64_t polite_ns; /* spin this long before also yielding the CPU between polls */
@@ -177,7 +198,7 @@ uint64_t shmchan_page_size(void);
 int64_t shmchan_polite_after_ns(void);
 int shmchan_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 void shmchan_futex_wake(_Atomic uint32_t *word);
-void shmchan_futex_wake_all(_Atomic uint32_t *word);
+int shmchan_futex_wake_all(_Atomic uint32_t *word); /* how many it woke, or -1 */
 /* msync of [start, start + len), widened to whole pages. */
 void shmchan_msync_range(uint8_t *start, uint64_t len, int flags);
 
@@ -211,8 +232,16 @@ struct shmchan_waiter {
 /* THE wait loop: every blocking call of the core goes through it. 0 (ready), -EAGAIN (timeout 0),
    -ETIMEDOUT, -EINTR, -SHMCHAN_EENDED, or what `ready` or `watch_peer` returned. */
 int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen);
-/* Bumps this side's event count and wakes the peer (every sleeper, when `all`) if it sleeps. */
-void shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all);
+/* Bumps this side's event count and wakes the peer (every sleeper, when `all`) if it sleeps: how
+   many the wake-up woke, or -1 when the flag said nobody sleeps (no system call). */
+int shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all);
+/* Wake-ups in a row that find nobody asleep while readers are counted before the writer looks for
+   a count left by dead sleepers. */
+#define SHMCHAN_FUTILE_WAKES 4
+/* Counted sleepers (BROADCAST, STATE): if no live sleeper of another handle is counted (the
+   sleepers' lock byte can be write-locked) and none of this handle, clears what dead ones left in
+   reader_waiting. 1 when it cleared something. */
+int shmchan_repair_sleepers(shmchan_channel *ch);
 /* Bumps an event count several processes bump (an add, not a store of a private copy), and wakes
    one sleeper. */
 void shmchan_notify_shared(_Atomic uint32_t *wake_word);
@@ -220,6 +249,8 @@ void shmchan_notify_shared(_Atomic uint32_t *wake_word);
 /* ==== Liveness (liveness.c) ==== */
 
 int shmchan_lock_byte(int fd, int offset, int exclusive);
+/* A shared lock on the byte, waiting while another holds it exclusively: 0, -EINTR or -errno. */
+int shmchan_lock_byte_shared_wait(int fd, int offset);
 void shmchan_unlock_byte(int fd, int offset);
 int shmchan_byte_locked(int fd, int offset);
 int shmchan_peer_alive(const shmchan_channel *ch, int writer_side);
@@ -247,6 +278,8 @@ int shmchan_segment_init(int fd, char *name, int backing, const struct shmchan_g
 			 const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag);
 int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
 			   shmchan_channel **out, struct shmchan_diag *diag);
+/* Maps this handle's slot region read-only (0) or read-write (1): 0 or -errno. */
+int shmchan_segment_protect_slots(shmchan_channel *ch, int writable);
 /* Unmaps and closes a channel that has no writer or reader attached. */
 void shmchan_segment_close(shmchan_channel *ch);
 int shmchan_memfd_create(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
@@ -272,6 +305,8 @@ int shmchan_check_truncated(shmchan_channel *ch);
 /* ==== Diagnostics (error.c) ==== */
 
 void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Says why the last call on a handle failed without making it unusable (unless it is poisoned). */
+void shmchan_note(shmchan_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Marks the handle unusable, keeping the first sentence that says why; returns -SHMCHAN_ECORRUPT. */
 int shmchan_poison(shmchan_channel *ch, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -29,6 +29,16 @@ int shmchan_lock_byte(int fd, int offset, int exclusive)
 	return -errno;
 }
 
+int shmchan_lock_byte_shared_wait(int fd, int offset)
+{
+	struct flock fl;
+
+	lock_spec(&fl, F_RDLCK, offset);
+	/* blocks only while somebody holds the byte exclusively (a repair of the sleeper count: a few
+	   microseconds); a signal ends it */
+	return fcntl(fd, F_OFD_SETLKW, &fl) == 0 ? 0 : -errno;
+}
+
 void shmchan_unlock_byte(int fd, int offset)
 {
 	struct flock fl;

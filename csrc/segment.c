@@ -62,6 +62,51 @@ static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
 	return 0;
 }
 
+/* What kind of thing a non-regular file is, for a diagnostic. */
+static const char *file_type(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink"
+	       : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
+}
+
+/*
+ * Opens a channel's object (a shm name, or a file path): never follows a symlink at the last
+ * component, never blocks (a FIFO at the name would block an open for reading until a writer came,
+ * for ever), and refuses anything but a regular file with -SHMCHAN_ENOTREG. The fd, or -errno.
+ */
+static int open_object(const char *name, int is_shm, int oflags, struct shmchan_diag *diag)
+{
+	const int flags = oflags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	char path[320];
+	struct stat st;
+	int fd = is_shm ? shm_open(name, flags, 0) : open(name, flags);
+
+	snprintf(path, sizeof(path), "%s%s", is_shm ? "/dev/shm" : "", name);
+	if (fd < 0) {
+		int e = errno;
+		/* a symlink (ELOOP), a directory opened for writing (EISDIR; shm_open says EINVAL), a socket
+		   (ENXIO) */
+		if ((e == ELOOP || e == EISDIR || e == EINVAL || e == ENXIO) && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+			shmchan_diagf(diag, "%s is %s, not a channel", path, file_type(st.st_mode));
+			return -SHMCHAN_ENOTREG;
+		}
+		shmchan_diagf(diag, "cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		shmchan_diagf(diag, "fstat of %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		shmchan_diagf(diag, "%s is %s, not a channel", path, file_type(st.st_mode));
+		return -SHMCHAN_ENOTREG;
+	}
+	return fd;
+}
+
 static void remove_name(const char *name, int backing)
 {
 	if (backing == SHMCHAN_BACKING_FILE)
@@ -71,12 +116,24 @@ static void remove_name(const char *name, int backing)
 }
 
 static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t *base,
-		       const struct shmchan_geom *g, shmchan_channel **out)
+		       const struct shmchan_geom *g, shmchan_channel **out, struct shmchan_diag *diag)
 {
-	shmchan_channel *ch = calloc(1, sizeof(*ch));
+	shmchan_channel *ch;
+	int rc;
+	/* a sealed memfd cannot be truncated; anything with a name can, so its mapping must be guarded */
+	int guard = backing == SHMCHAN_BACKING_MEMFD ? -1 : shmchan_guard_register(base, g->total_size);
 
-	if (!ch)
+	if (guard < -1) {
+		/* -EMFILE (the guard's table is full) or -ENOMEM: never map unguarded */
+		shmchan_diagf(diag, "cannot guard the mapping against truncation: %s",
+			      guard == -EMFILE ? "this process has too many channel mappings open" : strerror(-guard));
+		return guard;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		shmchan_guard_unregister(guard);
 		return -ENOMEM;
+	}
 	ch->fd = fd;
 	ch->name = name;
 	ch->backing = backing;
@@ -88,8 +145,17 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 	ch->places = g->readers_offset ? (struct shmchan_reader_place *)(void *)(base + g->readers_offset) : NULL;
 	ch->data = base + g->data_offset;
 	ch->g = *g;
-	/* a sealed memfd cannot be truncated; anything with a name can */
-	ch->guard = backing == SHMCHAN_BACKING_MEMFD ? -1 : shmchan_guard_register(base, g->total_size);
+	ch->guard = guard;
+	pthread_mutex_init(&ch->sleep_mu, NULL);
+	/* no writer yet: this handle's view of the slots is read-only */
+	rc = shmchan_segment_protect_slots(ch, 0);
+	if (rc) {
+		shmchan_diagf(diag, "mprotect of the slots: %s", strerror(-rc));
+		shmchan_guard_unregister(guard);
+		pthread_mutex_destroy(&ch->sleep_mu);
+		free(ch);
+		return rc;
+	}
 	*out = ch;
 	return 0;
 }
@@ -163,7 +229,7 @@ int shmchan_segment_init(int fd, char *name, int backing, const struct shmchan_g
 		struct shmchan_geom mine = *g;
 		mine.creator_pid = (uint32_t)getpid();
 		mine.created_ns = shmchan_read_once64(&h->created_ns);
-		rc = new_channel(fd, name, backing, 1, base, &mine, out);
+		rc = new_channel(fd, name, backing, 1, base, &mine, out, diag);
 	}
 	if (rc)
 		goto fail;
@@ -331,6 +397,24 @@ int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, 
 	}
 	if (rc)
 		goto fail;
+	/*
+	 * A creator allocates every byte (posix_fallocate) before it publishes the header, so a
+	 * shared-memory object whose allocated blocks do not cover total_size was not made by one: a
+	 * sparse object under a valid header, which MAP_POPULATE would fill with up to 2^46 bytes of
+	 * memory. Refused before anything is mapped. (Files are exempt: a compressing file system may
+	 * store an allocated file in fewer blocks, and their holes are page cache, not pinned memory.)
+	 */
+	if (fstat(fd, &st) != 0) { /* again: the look above may predate the creator's allocation */
+		rc = -errno;
+		goto fail;
+	}
+	if (backing != SHMCHAN_BACKING_FILE && (uint64_t)st.st_blocks < g.total_size / 512) {
+		shmchan_diagf(diag, "sparse object: %llu of its %llu bytes are allocated (a channel is always fully "
+			      "allocated by its creator)", (unsigned long long)st.st_blocks * 512,
+			      (unsigned long long)g.total_size);
+		rc = -SHMCHAN_ECORRUPT;
+		goto fail;
+	}
 
 	base = shmchan_map(fd, g.total_size, g.slot_align, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE);
 	if (base == MAP_FAILED) {
@@ -338,7 +422,7 @@ int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, 
 		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g.total_size, strerror(errno));
 		goto fail;
 	}
-	rc = new_channel(fd, name, backing, 0, base, &g, out);
+	rc = new_channel(fd, name, backing, 0, base, &g, out, diag);
 	if (rc) {
 		munmap(base, (size_t)g.total_size);
 		goto fail;
@@ -359,12 +443,10 @@ int shmchan_segment_open(const char *name, int64_t timeout_ns, uint32_t flags, s
 	rc = shm_name(name, &shm, diag);
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDWR, diag);
 	if (fd < 0) {
-		rc = -errno;
-		shmchan_diagf(diag, "cannot open %s: %s", shm, strerror(errno));
 		free(shm);
-		return rc;
+		return fd;
 	}
 	return shmchan_segment_attach(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
 }
@@ -373,16 +455,13 @@ int shmchan_segment_open_file(const char *path, int64_t timeout_ns, uint32_t fla
 			      struct shmchan_diag *diag)
 {
 	char *p;
-	int fd, rc;
+	int fd;
 
 	if (!path || !*path)
 		return -EINVAL;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		shmchan_diagf(diag, "cannot open %s: %s", path, strerror(errno));
-		return rc;
-	}
+	fd = open_object(path, 0, O_RDWR, diag);
+	if (fd < 0)
+		return fd;
 	p = strdup(path);
 	if (!p) {
 		close(fd);
@@ -391,9 +470,28 @@ int shmchan_segment_open_file(const char *path, int64_t timeout_ns, uint32_t fla
 	return shmchan_segment_attach(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
 }
 
+/*
+ * A handle maps the slot region read-only until a writer attaches to it: a reader's views cannot
+ * write into the slots other readers see (a stray native write faults at once), whatever a binding
+ * or a library on top does with them. The region starts at data_offset, a multiple of 4096; on a
+ * machine with larger pages the partial page at its start stays as it was.
+ */
+int shmchan_segment_protect_slots(shmchan_channel *ch, int writable)
+{
+	const uint64_t page = shmchan_page_size();
+	const uint64_t from = (ch->g.data_offset + page - 1) & ~(page - 1);
+
+	if (from < ch->g.total_size && (writable != ch->slots_writable || !writable) &&
+	    mprotect(ch->base + from, (size_t)(ch->g.total_size - from), writable ? PROT_READ | PROT_WRITE : PROT_READ))
+		return -errno;
+	ch->slots_writable = writable;
+	return 0;
+}
+
 void shmchan_segment_close(shmchan_channel *ch)
 {
 	shmchan_guard_unregister(ch->guard);
+	pthread_mutex_destroy(&ch->sleep_mu);
 	munmap(ch->base, (size_t)ch->g.total_size);
 	close(ch->fd); /* drops this handle's OFD locks */
 	free(ch->name);
@@ -443,10 +541,10 @@ int shmchan_is_stale(const char *name)
 
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDONLY | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDONLY, NULL);
 	free(shm);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	rc = held(fd);
 	close(fd);
 	return rc < 0 ? rc : !rc;
@@ -460,9 +558,9 @@ int shmchan_reclaim_stale(const char *name)
 
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDWR, NULL);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		goto out;
 	}
 	/* An exclusive attach lock: nobody holds the channel, and nobody can attach while we decide. */

@@ -83,9 +83,9 @@ void shmchan_futex_wake(_Atomic uint32_t *word)
 	syscall(SYS_futex, (void *)word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
-void shmchan_futex_wake_all(_Atomic uint32_t *word)
+int shmchan_futex_wake_all(_Atomic uint32_t *word)
 {
-	syscall(SYS_futex, (void *)word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+	return (int)syscall(SYS_futex, (void *)word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 void shmchan_msync_range(uint8_t *start, uint64_t len, int flags)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The one wait loop (spin, then futex slices, watching the peer) and the wake-ups that end it. */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include "internal.h"
@@ -11,6 +12,12 @@
  *   (F) release of an event count             pairs with (G) the sleeper's acquire of it
  *   (W) full fence after (F), before the flag pairs with (R) the sleeper's full fence (flag, then look)
  *   (L1) acquire of writer_state              pairs with (L0) in liveness.c
+ *
+ * Counted sleepers (BROADCAST, STATE readers, a binding's parked helper threads) hold a shared lock
+ * on byte SHMCHAN_LOCK_SLEEPERS from before they add themselves to reader_waiting until after they
+ * subtract themselves. A reader killed asleep cannot subtract itself, but the kernel drops its
+ * lock: a writer whose wake-ups keep finding nobody asleep takes that byte exclusively (so no live
+ * sleeper is counted meanwhile) and clears the count (shmchan_repair_sleepers).
  *
  * Every blocking call of the core comes through shmchan_wait: a writer on a full ring (SPSC here
  * with a position, broadcast with a scan of the reader places), readers on an empty ring, a board
@@ -65,6 +72,49 @@ static int spin(const struct shmchan_waiter *wt, int64_t start, int64_t deadline
 	return 0;
 }
 
+/* This thread is about to be counted: the first counted sleeper of the handle takes the lock byte. */
+static int sleeper_enter(shmchan_channel *ch)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&ch->sleep_mu);
+	if (ch->local_sleepers == 0)
+		rc = shmchan_lock_byte_shared_wait(ch->fd, SHMCHAN_LOCK_SLEEPERS);
+	if (rc == 0)
+		ch->local_sleepers++;
+	pthread_mutex_unlock(&ch->sleep_mu);
+	return rc;
+}
+
+/* ...and is no longer counted: the last one drops it. */
+static void sleeper_leave(shmchan_channel *ch)
+{
+	pthread_mutex_lock(&ch->sleep_mu);
+	if (--ch->local_sleepers == 0)
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_SLEEPERS);
+	pthread_mutex_unlock(&ch->sleep_mu);
+}
+
+int shmchan_repair_sleepers(shmchan_channel *ch)
+{
+	struct shmchan_header *h = ch->hdr;
+	int cleared = 0;
+
+	pthread_mutex_lock(&ch->sleep_mu); /* none of this handle's threads starts to sleep meanwhile */
+	if (ch->local_sleepers == 0 && shmchan_lock_byte(ch->fd, SHMCHAN_LOCK_SLEEPERS, 1) == 0) {
+		/* nobody holds the byte: every live sleeper has subtracted itself and none can add itself
+		   until we let go, so what the count says now was left by sleepers that died */
+		uint32_t left = shmchan_read_once32(&h->reader_waiting);
+		if (left) {
+			shmchan_fetch_sub32(&h->reader_waiting, left);
+			cleared = 1;
+		}
+		shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_SLEEPERS);
+	}
+	pthread_mutex_unlock(&ch->sleep_mu);
+	return cleared;
+}
+
 int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen)
 {
 	struct shmchan_header *h = wt->ch->hdr;
@@ -80,8 +130,12 @@ int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *
 			return rc < 0 ? rc : 0;
 	}
 
-	if (wt->counted)
+	if (wt->counted) {
+		rc = sleeper_enter(wt->ch);
+		if (rc)
+			return rc;
 		shmchan_fetch_add32(wt->my_flag, 1);
+	}
 	for (;;) {
 		if (!wt->counted)
 			shmchan_write_once32(wt->my_flag, 1);
@@ -123,26 +177,28 @@ int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *
 		else if (rc != 0 || wt->once)
 			break;
 	}
-	if (wt->counted)
+	if (wt->counted) {
 		shmchan_fetch_sub32(wt->my_flag, 1);
-	else
+		sleeper_leave(wt->ch);
+	} else {
 		shmchan_write_once32(wt->my_flag, 0);
+	}
 	return rc;
 }
 
-void shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all)
+int shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all)
 {
 	*seq += 1;
 	/* (F) release: the position store before it is visible to whoever sees the new count; pairs with (G) */
 	shmchan_store_release32(wake_word, *seq);
 	/* (W) full fence: position and count stores before reading the flag; pairs with (R) */
 	shmchan_fence_seq_cst();
-	if (shmchan_read_once32(peer_flag)) {
-		if (all)
-			shmchan_futex_wake_all(wake_word);
-		else
-			shmchan_futex_wake(wake_word);
-	}
+	if (!shmchan_read_once32(peer_flag))
+		return -1;
+	if (all)
+		return shmchan_futex_wake_all(wake_word);
+	shmchan_futex_wake(wake_word);
+	return 1;
 }
 
 void shmchan_notify_shared(_Atomic uint32_t *wake_word)

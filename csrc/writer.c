@@ -115,7 +115,13 @@ int shmchan_publish(shmchan_writer *w, uint64_t nbytes)
 	w->bytes += nbytes;
 	shmchan_write_once64(&h->w_bytes, w->bytes);
 	/* sleeping readers must see it (with counted sleepers, one wake-up call for all of them) */
-	shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, ch->ops->counted_sleepers);
+	if (shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, ch->ops->counted_sleepers) != 0) {
+		w->futile_wakes = 0;
+	} else if (ch->ops->counted_sleepers && ++w->futile_wakes >= SHMCHAN_FUTILE_WAKES) {
+		/* counted readers, yet nobody asleep, again and again: sleepers that were killed? */
+		shmchan_repair_sleepers(ch);
+		w->futile_wakes = 0;
+	}
 	if (shmchan_syncs_commits(ch))
 		sync_control(ch);
 	return shmchan_check_truncated(ch);
