@@ -174,6 +174,7 @@ static int wait_for_readers(shmchan_writer *w, int64_t timeout_ns)
 		.my_flag = &h->writer_waiting,
 		.spin_ns = w->spin_ns,
 		.polite_ns = w->polite_ns,
+		.cancel = &w->interrupted,
 	};
 
 	/* only a reader below this can free the slot we wait for: the others need not wake us (they
@@ -191,6 +192,8 @@ static int bcast_reserve(shmchan_writer *w, int64_t timeout_ns, int continuing)
 	if (!overwrite(ch) && full(w)) {
 		scan(w);
 		if (full(w)) {
+			if (timeout_ns == SHMCHAN_TRY_NS)
+				return -EAGAIN;
 			if (!continuing)
 				shmchan_write_once64(&ch->hdr->w_full, ++w->full);
 			rc = wait_for_readers(w, timeout_ns);
@@ -231,6 +234,8 @@ static void settle_join(shmchan_channel *ch, uint64_t *start)
 		if (sseq & 1) {
 			/* a scan is running; it takes microseconds unless its writer died in it */
 			int64_t now = shmchan_now_ns();
+			if (shmchan_interrupted(ch))
+				break; /* the attach fails below (the handle is going away) */
 			if (give_up == 0)
 				give_up = now + JOIN_SPIN_NS;
 			else if (now > give_up) {
@@ -297,6 +302,12 @@ static int bcast_reader_attach(shmchan_channel *ch, uint32_t flags, shmchan_read
 	shmchan_fence_seq_cst();
 	if (!overwrite(ch)) {
 		settle_join(ch, &start);
+		if (shmchan_interrupted(ch)) {
+			set_place_state(p, SHMCHAN_PEER_CLOSED);
+			shmchan_unlock_byte(ch->fd, lock_of_place(i));
+			shmchan_reader_free(r);
+			return -ECANCELED;
+		}
 		/* (D2) release: pairs with (E2) */
 		shmchan_store_release64(&p->cursor, start);
 	}
@@ -440,7 +451,8 @@ static int bcast_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_
 	int rc;
 
 	for (;;) {
-		rc = shmchan_ensure_available(r, n ? 0 : timeout_ns);
+		/* after the first message, only what is there already (no wait, no count, no peer check) */
+		rc = shmchan_ensure_available(r, n ? SHMCHAN_TRY_NS : timeout_ns);
 		if (rc == -EAGAIN && n)
 			break;
 		if (rc)
