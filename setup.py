@@ -1,4 +1,4 @@
-"""Build glue: the CFFI module (the C core) and the small buffer-exporter extension."""
+"""Build glue: the CFFI module (the C core) and the native data plane (shmchan._core)."""
 
 import os
 import shutil
@@ -25,8 +25,28 @@ class BuildPy(build_py):
             shutil.copyfile(os.path.join("csrc", name), target)
 
 
+def _core_extension() -> Extension:
+    """shmchan._core: CPython and numpy C API; it reaches the core through the CFFI module's function
+    table (shmchan/_capi.h), so it compiles none of csrc/ itself."""
+    import numpy
+
+    cflags = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+    ldflags = []
+    if os.environ.get("SHMCHAN_SANITIZE") == "1":
+        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        cflags += [*san, "-O1"]
+        ldflags += san
+    return Extension(
+        "shmchan._core",
+        ["shmchan/_core.c"],
+        include_dirs=[numpy.get_include(), "csrc/include", "shmchan"],
+        extra_compile_args=cflags,
+        extra_link_args=ldflags,
+    )
+
+
 setup(
     cmdclass={"build_py": BuildPy},
     cffi_modules=["shmchan/_build_ffi.py:ffi"],
-    ext_modules=[Extension("shmchan._lease", ["shmchan/_lease.c"], extra_compile_args=["-O2", "-Wall"])],
+    ext_modules=[_core_extension()],
 )

@@ -181,6 +181,7 @@ static int wait_for_readers(shmchan_writer *w, int64_t timeout_ns)
 		.my_flag = &h->writer_waiting,
 		.spin_ns = w->spin_ns,
 		.polite_ns = w->polite_ns,
+		.cancel = &w->interrupted,
 	};
 
 	/* only a reader below this can free the slot we wait for: the others need not wake us (they
@@ -198,6 +199,8 @@ static int bcast_reserve(shmchan_writer *w, int64_t timeout_ns, int continuing)
 	if (!overwrite(ch) && full(w)) {
 		scan(w);
 		if (full(w)) {
+			if (timeout_ns == SHMCHAN_TRY_NS)
+				return -EAGAIN;
 			if (!continuing)
 				shmchan_write_once64(&ch->hdr->w_full, ++w->full);
 			rc = wait_for_readers(w, timeout_ns);
@@ -230,8 +233,8 @@ static void set_place_state(struct shmchan_reader_place *p, uint32_t v)
  * Raises a joiner's start to the floor of every writer scan that may have missed its place. An odd
  * scan_seq that stays odd is a writer that died scanning (then the next writer scans afresh: go
  * on), or a live writer that is stopped, broken or hostile, or a peer that wrote scan_seq: past
- * JOIN_GIVE_UP_NS that is -ETIMEDOUT, and a signal ends the wait with -EINTR, so a join never
- * spins for ever. 0 when settled.
+ * JOIN_GIVE_UP_NS that is -ETIMEDOUT, a signal ends the wait with -EINTR and shmchan_interrupt
+ * with -ECANCELED, so a join never spins for ever. 0 when settled.
  */
 static int settle_join(shmchan_channel *ch, uint64_t *start)
 {
@@ -245,6 +248,8 @@ static int settle_join(shmchan_channel *ch, uint64_t *start)
 		if (!(sseq & 1))
 			break;
 		/* a scan is running; it takes microseconds unless its writer died (or stopped) in it */
+		if (shmchan_interrupted(ch))
+			return -ECANCELED; /* the handle is going away */
 		waited = shmchan_now_ns() - t0;
 		if (waited < JOIN_SPIN_NS) {
 			sched_yield();
@@ -476,7 +481,8 @@ static int bcast_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_
 	int rc;
 
 	for (;;) {
-		rc = shmchan_ensure_available(r, n ? 0 : timeout_ns);
+		/* after the first message, only what is there already (no wait, no count, no peer check) */
+		rc = shmchan_ensure_available(r, n ? SHMCHAN_TRY_NS : timeout_ns);
 		if (rc == -EAGAIN && n)
 			break;
 		if (rc)

@@ -30,6 +30,12 @@ static const struct shmchan_kind_ops *kind_ops(uint32_t kind)
 	}
 }
 
+/* Public timeouts: every negative one waits for ever (-1), so none can be the try calls' own. */
+static int64_t public_timeout(int64_t timeout_ns)
+{
+	return timeout_ns < 0 ? -1 : timeout_ns;
+}
+
 /* Gives a freshly mapped channel (rc 0) the operations of its kind. */
 static int adopt(int rc, shmchan_channel **out)
 {
@@ -138,10 +144,21 @@ void shmchan_close(shmchan_channel *ch)
 {
 	if (!ch)
 		return;
-	if (ch->writer)
-		shmchan_writer_close(ch->writer);
-	if (ch->reader)
-		shmchan_reader_close(ch->reader);
+	if (ch->inherited) {
+		/* the parent's locks and states: leave them alone, free only our copies */
+		if (ch->writer) {
+			if (ch->ops->writer_close)
+				ch->ops->writer_close(ch->writer);
+			shmchan_writer_free(ch->writer);
+		}
+		if (ch->reader)
+			shmchan_reader_free(ch->reader);
+	} else {
+		if (ch->writer)
+			shmchan_writer_close(ch->writer);
+		if (ch->reader)
+			shmchan_reader_close(ch->reader);
+	}
 	shmchan_segment_close(ch);
 }
 
@@ -192,16 +209,16 @@ int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *
 }
 
 /*
- * For a binding's helper thread: one wait in the one wait loop that ends at the first wake-up
- * (`once`), whether or not head moved, so that shmchan_wake_head can end it; no peer is watched.
+ * For a binding: one wait in the one wait loop that ends at the first wake-up (`once`), whether or
+ * not head moved, so that shmchan_wake_head can end it; no peer is watched, no reader is touched.
  */
-int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
+int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, int64_t timeout_ns)
 {
 	struct shmchan_header *h;
 	uint64_t seen;
 	int rc;
 
-	if (!ch || timeout_ns < 0)
+	if (!ch)
 		return -EINVAL;
 	h = ch->hdr;
 	{
@@ -214,10 +231,19 @@ int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
 			.my_flag = &h->reader_waiting,
 			.counted = ch->ops->counted_sleepers,
 			.once = 1,
+			.spin_ns = spin_ns,
+			.polite_ns = spin_ns > 0 ? shmchan_channel_polite_ns(ch) : 0,
 		};
-		rc = shmchan_wait(&wt, timeout_ns, &seen);
+		rc = shmchan_wait(&wt, public_timeout(timeout_ns), &seen);
 	}
-	return rc == -ETIMEDOUT || rc == -EINTR ? rc : 0;
+	return rc == -ETIMEDOUT || rc == -EINTR || rc == -ECANCELED ? rc : 0;
+}
+
+int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns)
+{
+	if (!ch || timeout_ns < 0)
+		return -EINVAL;
+	return shmchan_wait_head_spin(ch, pos, 0, timeout_ns);
 }
 
 void shmchan_wake_head(shmchan_channel *ch)
@@ -261,15 +287,28 @@ int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out)
 	return 0;
 }
 
+void shmchan_writer_end(shmchan_writer *w)
+{
+	if (!w || w->ended)
+		return;
+	if (w->reserved != SHMCHAN_NO_RESERVATION)
+		shmchan_writer_drop(w);
+	shmchan_writer_finish(w);
+}
+
 void shmchan_writer_close(shmchan_writer *w)
 {
 	if (!w)
 		return;
-	if (w->reserved != SHMCHAN_NO_RESERVATION)
-		shmchan_writer_drop(w);
+	shmchan_writer_end(w);
 	if (w->ch->ops->writer_close)
 		w->ch->ops->writer_close(w);
 	shmchan_writer_detach(w);
+}
+
+uint64_t shmchan_writer_position(const shmchan_writer *w)
+{
+	return w ? w->head : 0;
 }
 
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns)
@@ -284,7 +323,8 @@ void shmchan_writer_continue_wait(shmchan_writer *w)
 		w->continuing = 1;
 }
 
-int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
+/* shmchan_reserve, or shmchan_try_reserve with timeout_ns SHMCHAN_TRY_NS. */
+static int reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
 {
 	shmchan_channel *ch;
 	int continuing, s;
@@ -294,6 +334,8 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	ch = w->ch;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
+	if (w->ended)
+		return -EPIPE;
 	if (w->reserved != SHMCHAN_NO_RESERVATION)
 		return -EALREADY;
 	if (nbytes > ch->g.slot_size)
@@ -309,6 +351,16 @@ int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void
 	if (slot)
 		*slot = w->slot;
 	return 0;
+}
+
+int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot)
+{
+	return reserve(w, nbytes, public_timeout(timeout_ns), data, slot);
+}
+
+int shmchan_try_reserve(shmchan_writer *w, uint64_t nbytes, void **data, uint32_t *slot)
+{
+	return reserve(w, nbytes, SHMCHAN_TRY_NS, data, slot);
 }
 
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes)
@@ -343,7 +395,7 @@ int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t t
 
 	if (!data && nbytes)
 		return -EINVAL;
-	rc = shmchan_reserve(w, nbytes, timeout_ns, &dst, NULL);
+	rc = reserve(w, nbytes, public_timeout(timeout_ns), &dst, NULL);
 	if (rc)
 		return rc;
 	if (nbytes)
@@ -398,6 +450,12 @@ void shmchan_reader_continue_wait(shmchan_reader *r)
 		r->continuing = 1;
 }
 
+void shmchan_reader_count_empty(shmchan_reader *r)
+{
+	if (r)
+		shmchan_write_once64(r->empty_count, ++r->empty);
+}
+
 uint64_t shmchan_reader_outstanding(const shmchan_reader *r)
 {
 	return r ? r->read_pos - r->tail : 0;
@@ -419,7 +477,7 @@ int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
 
 	if (!r || !msg)
 		return -EINVAL;
-	rc = r->ch->ops->peek_batch(r, msg, 1, timeout_ns);
+	rc = r->ch->ops->peek_batch(r, msg, 1, public_timeout(timeout_ns));
 	return rc < 0 ? rc : 0;
 }
 
@@ -427,14 +485,21 @@ int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max
 {
 	if (!r || !msgs || max == 0 || max > INT32_MAX)
 		return -EINVAL;
-	return r->ch->ops->peek_batch(r, msgs, max, timeout_ns);
+	return r->ch->ops->peek_batch(r, msgs, max, public_timeout(timeout_ns));
+}
+
+int shmchan_try_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max)
+{
+	if (!r || !msgs || max == 0 || max > INT32_MAX)
+		return -EINVAL;
+	return r->ch->ops->peek_batch(r, msgs, max, SHMCHAN_TRY_NS);
 }
 
 int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns)
 {
 	if (!r)
 		return -EINVAL;
-	return shmchan_ensure_available(r, timeout_ns);
+	return shmchan_ensure_available(r, public_timeout(timeout_ns));
 }
 
 int shmchan_release(shmchan_reader *r, uint64_t pos)
@@ -460,6 +525,7 @@ int shmchan_recv(shmchan_reader *r, void *buf, uint64_t cap, uint64_t *len, int6
 	if (!r || (!buf && cap) || !len)
 		return -EINVAL;
 	ops = r->ch->ops;
+	timeout_ns = public_timeout(timeout_ns);
 	for (;;) {
 		rc = ops->peek_batch(r, &m, 1, timeout_ns);
 		if (rc < 0)
@@ -502,5 +568,5 @@ int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns
 		return -EINVAL;
 	if (ch->poisoned)
 		return -SHMCHAN_ECORRUPT;
-	return ch->ops->state_wait(ch, version, timeout_ns, now_version);
+	return ch->ops->state_wait(ch, version, public_timeout(timeout_ns), now_version);
 }

@@ -42,6 +42,11 @@
  * board's next version would wrap to 0 ("no value"). Writers and readers refuse it at attach.
  */
 #define SHMCHAN_MAX_POSITION (UINT64_C(1) << 63)
+/*
+ * The timeout of the try calls (shmchan_try_reserve, shmchan_try_peek_batch): no wait, no peer check,
+ * no statistics. Public calls turn every negative timeout into -1, so callers can never pass it.
+ */
+#define SHMCHAN_TRY_NS INT64_MIN
 
 /* ==== Handles ==== */
 
@@ -96,6 +101,9 @@ struct shmchan_channel {
 	   drops it (an OFD lock belongs to the handle's open file description, not to a thread) */
 	pthread_mutex_t sleep_mu;
 	int local_sleepers;
+	int inherited;          /* a copy made by fork(): its descriptor is closed, its locks are the parent's */
+	_Atomic uint32_t interrupted; /* shmchan_interrupt: every wait on this handle ends with -ECANCELED */
+	_Atomic uint64_t polite_ns;   /* shmchan_polite_after_ns() + 1 once known (0: not looked up yet) */
 	shmchan_writer *writer; /* this handle's writer, if attached */
 	shmchan_reader *reader;
 	char diag[256];
@@ -120,6 +128,8 @@ struct shmchan_writer {
 	uint32_t wake_seq; /* private copy of head_wake */
 	uint32_t futile_wakes; /* commits in a row whose wake-up found no sleeper although some were counted */
 	int continuing;    /* the next reserve continues a wait: do not count it again */
+	int ended;         /* shmchan_writer_end: the stream is over, the writer stays attached */
+	_Atomic uint32_t interrupted; /* shmchan_writer_interrupt: its waits end with -ECANCELED */
 	int64_t spin_ns;
 	int64_t polite_ns; /* spin this long before also yielding the CPU between polls */
 };
@@ -158,10 +168,12 @@ struct shmchan_kind_ops {
 	   wakes all of them; otherwise reader_waiting is the one reader's flag. */
 	int counted_sleepers;
 
-	/* The writer: after its lock is taken and before it is announced; before it detaches. */
+	/* The writer: after its lock is taken and before it is announced; when its handle goes (frees
+	   what writer_attach allocated, touching no shared memory: also for an inherited handle). */
 	int (*writer_attach)(shmchan_writer *w);
 	void (*writer_close)(shmchan_writer *w);
-	/* Makes the next slot ready for the writer, waiting if need be: the slot index, or -errno. */
+	/* Makes the next slot ready for the writer, waiting if need be: the slot index, or -errno
+	   (timeout SHMCHAN_TRY_NS: -EAGAIN at once when it would wait, counting nothing). */
 	int (*reserve)(shmchan_writer *w, int64_t timeout_ns, int continuing);
 	/* Publishes the reservation (w->slot) with nbytes (<= what was reserved). */
 	int (*commit)(shmchan_writer *w, uint64_t nbytes);
@@ -228,10 +240,20 @@ struct shmchan_waiter {
 	int once;          /* return 0 after the first wake-up, whether or not anything changed */
 	int64_t spin_ns;
 	int64_t polite_ns;
+	const _Atomic uint32_t *cancel; /* a writer's own interrupt flag, or NULL (the handle's is always
+					   looked at) */
 };
 /* THE wait loop: every blocking call of the core goes through it. 0 (ready), -EAGAIN (timeout 0),
-   -ETIMEDOUT, -EINTR, -SHMCHAN_EENDED, or what `ready` or `watch_peer` returned. */
+   -ETIMEDOUT, -EINTR, -ECANCELED (shmchan_interrupt), -SHMCHAN_EENDED, or what `ready` or
+   `watch_peer` returned. */
 int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *seen);
+/* Whether shmchan_interrupt was called on the handle (a relaxed load: a flag of this process). */
+static inline int shmchan_interrupted(const shmchan_channel *ch)
+{
+	return shmchan_read_once32(&ch->interrupted) != 0;
+}
+/* shmchan_polite_after_ns() of this handle's process, looked up once (a system call); any thread. */
+int64_t shmchan_channel_polite_ns(shmchan_channel *ch);
 /* Bumps this side's event count and wakes the peer (every sleeper, when `all`) if it sleeps: how
    many the wake-up woke, or -1 when the flag said nobody sleeps (no system call). */
 int shmchan_notify(_Atomic uint32_t *wake_word, uint32_t *seq, _Atomic uint32_t *peer_flag, int all);
@@ -280,7 +302,7 @@ int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, 
 			   shmchan_channel **out, struct shmchan_diag *diag);
 /* Maps this handle's slot region read-only (0) or read-write (1): 0 or -errno. */
 int shmchan_segment_protect_slots(shmchan_channel *ch, int writable);
-/* Unmaps and closes a channel that has no writer or reader attached. */
+/* Unmaps and closes a channel that has no writer or reader attached (an inherited one: only unmaps). */
 void shmchan_segment_close(shmchan_channel *ch);
 int shmchan_memfd_create(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
 int shmchan_memfd_open(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
@@ -317,8 +339,12 @@ int shmchan_writer_open(shmchan_channel *ch, shmchan_writer **out);
 /* Undoes shmchan_writer_open (an attach that failed). */
 void shmchan_writer_discard(shmchan_writer *w);
 void shmchan_writer_announce(shmchan_writer *w);
-/* Marks the writer closed, wakes the readers (the stream ended), drops the lock, frees w. */
+/* Marks the writer closed and wakes the readers (the stream ended); it stays attached (w->ended). */
+void shmchan_writer_finish(shmchan_writer *w);
+/* Drops the writer lock and frees w (after shmchan_writer_finish). */
 void shmchan_writer_detach(shmchan_writer *w);
+/* Frees a writer handle inherited across fork() without touching the channel (the parent's). */
+void shmchan_writer_free(shmchan_writer *w);
 void shmchan_writer_drop(shmchan_writer *w); /* drops the open reservation */
 /* Moves head past the reservation and tells the readers: the end of every commit. */
 int shmchan_publish(shmchan_writer *w, uint64_t nbytes);
@@ -350,7 +376,8 @@ shmchan_reader *shmchan_reader_new(shmchan_channel *ch);
 void shmchan_reader_free(shmchan_reader *r);
 /* Checks a head loaded from the header, then caches it. */
 int shmchan_accept_head(shmchan_reader *r, uint64_t head);
-/* Makes sure at least one message is past read_pos, waiting for the writer if need be. */
+/* Makes sure at least one message is past read_pos, waiting for the writer if need be (timeout
+   SHMCHAN_TRY_NS: -EAGAIN at once when it would wait, counting nothing and watching nobody). */
 int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns);
 /* Marks outstanding position pos released and moves tail over the released run: how far it moved. */
 uint64_t shmchan_reader_advance(shmchan_reader *r, uint64_t pos);

@@ -103,7 +103,7 @@ struct shmchan_header {
 
 	/* 256: reader-owned */
 	_Atomic uint64_t tail;
-	_Atomic uint32_t tail_wake; /* futex word: +1 after every release and at reader close */
+	_Atomic uint32_t tail_wake; /* futex word: +1 per release moving tail (broadcast: fetch_add, also at close) */
 	uint32_t pad2a;
 	_Atomic uint64_t r_messages;
 	_Atomic uint64_t r_bytes;

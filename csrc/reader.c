@@ -91,6 +91,8 @@ int shmchan_ensure_available(shmchan_reader *r, int64_t timeout_ns)
 		};
 		if (r->read_pos - r->tail == ch->g.capacity)
 			return -SHMCHAN_EPINNED; /* the writer cannot go on until we release something */
+		if (timeout_ns == SHMCHAN_TRY_NS)
+			return -EAGAIN;
 		if (!continuing)
 			shmchan_write_once64(r->empty_count, ++r->empty);
 		rc = shmchan_wait(&wt, timeout_ns, &head);

@@ -493,9 +493,22 @@ void shmchan_segment_close(shmchan_channel *ch)
 	shmchan_guard_unregister(ch->guard);
 	pthread_mutex_destroy(&ch->sleep_mu);
 	munmap(ch->base, (size_t)ch->g.total_size);
-	close(ch->fd); /* drops this handle's OFD locks */
+	if (!ch->inherited)
+		close(ch->fd); /* drops this handle's OFD locks */
 	free(ch->name);
 	free(ch);
+}
+
+void shmchan_forget_inherited(shmchan_channel *ch)
+{
+	if (!ch || ch->inherited)
+		return;
+	ch->inherited = 1;
+	/* The descriptor is a copy of the parent's: closing it leaves the parent's OFD locks (on the
+	   same open file description) in place, while keeping it would keep them alive after the
+	   parent is gone. Unlocking would release the parent's: never here. */
+	close(ch->fd);
+	ch->fd = -1;
 }
 
 int shmchan_channel_unlink(shmchan_channel *ch)

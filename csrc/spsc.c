@@ -49,7 +49,10 @@ static int spsc_reserve(shmchan_writer *w, int64_t timeout_ns, int continuing)
 				.my_flag = &h->writer_waiting,
 				.spin_ns = w->spin_ns,
 				.polite_ns = w->polite_ns,
+				.cancel = &w->interrupted,
 			};
+			if (timeout_ns == SHMCHAN_TRY_NS)
+				return -EAGAIN;
 			if (!continuing)
 				shmchan_write_once64(&h->w_full, ++w->full);
 			rc = shmchan_wait(&wt, timeout_ns, &tail);

@@ -21,10 +21,27 @@
  *
  * Every blocking call of the core comes through shmchan_wait: a writer on a full ring (SPSC here
  * with a position, broadcast with a scan of the reader places), readers on an empty ring, a board
- * waiting for a new version, and a helper thread parked for a binding (`once`). Whatever must end
- * all of them -- a deadline, a signal, a dead peer -- is checked in its loop, at the top of every
- * round, after every slice.
+ * waiting for a new version, and a binding's wait for head (`once`). Whatever must end all of
+ * them -- a deadline, a signal, a dead peer, shmchan_interrupt -- is checked in its loop: between
+ * spin rounds, before every sleep, after every slice.
  */
+
+/* Whether shmchan_interrupt (the handle) or shmchan_writer_interrupt (the waiting writer) was called. */
+static int cancelled(const struct shmchan_waiter *wt)
+{
+	return shmchan_interrupted(wt->ch) || (wt->cancel && shmchan_read_once32(wt->cancel));
+}
+
+int64_t shmchan_channel_polite_ns(shmchan_channel *ch)
+{
+	uint64_t v = shmchan_read_once64(&ch->polite_ns);
+
+	if (v == 0) {
+		v = (uint64_t)shmchan_polite_after_ns() + 1;
+		shmchan_write_once64(&ch->polite_ns, v); /* any thread may look it up: all find the same */
+	}
+	return (int64_t)(v - 1);
+}
 
 /* One look at what the waiter waits for: 1 ready, 0 not yet, < 0 an error. */
 static inline int look(const struct shmchan_waiter *wt, uint64_t *seen)
@@ -65,6 +82,8 @@ static int spin(const struct shmchan_waiter *wt, int64_t start, int64_t deadline
 			for (int j = 0; j < pauses; j++)
 				shmchan_cpu_relax();
 		}
+		if (cancelled(wt))
+			return -ECANCELED;
 		now = shmchan_now_ns();
 		if (now >= polite)
 			sched_yield();
@@ -148,18 +167,23 @@ int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *
 			rc = rc < 0 ? rc : 0;
 			break;
 		}
+		/* A writer's last commit may have come after our look above: the position is looked at
+		   again before the end (or a dead peer) is believed, else that message is lost. */
 		/* (L1) acquire: a writer that closed has published everything it will; pairs with (L0) */
 		if (wt->ends_on_close && shmchan_load_acquire32(&h->writer_state) == SHMCHAN_PEER_CLOSED) {
 			rc = -SHMCHAN_EENDED;
-			break;
-		}
-		if (!watched_peer && wt->watch_peer) {
+		} else if (!watched_peer && wt->watch_peer) {
 			rc = wt->watch_peer(wt->arg);
-			if (rc < 0)
-				break;
-			watched_peer = 1;
+			if (rc >= 0)
+				watched_peer = 1;
 			if (rc > 0)
 				continue; /* it freed something: look again before sleeping */
+		}
+		if (rc < 0) {
+			/* the close or the death came after the peer's last (B)/(D): look() acquires it */
+			if (look(wt, seen) > 0)
+				rc = 0;
+			break;
 		}
 		{
 			int64_t now = timeout_ns == 0 ? 0 : shmchan_now_ns();
@@ -168,14 +192,24 @@ int shmchan_wait(const struct shmchan_waiter *wt, int64_t timeout_ns, uint64_t *
 				rc = timeout_ns == 0 ? -EAGAIN : -ETIMEDOUT;
 				break;
 			}
+			if (cancelled(wt)) {
+				rc = -ECANCELED;
+				break;
+			}
 			rc = shmchan_futex_wait(wt->wake_word, seq, left < SHMCHAN_SLICE_NS ? left : SHMCHAN_SLICE_NS);
 		}
 		if (rc == -EINTR)
 			break;
-		if (rc == -ETIMEDOUT)
+		if (rc == -ETIMEDOUT) {
 			watched_peer = 0; /* a slice passed: look at the peer again */
-		else if (rc != 0 || wt->once)
+			rc = 0;
+		} else if (rc != 0) {
 			break;
+		} else if (wt->once) {
+			/* that wake-up (or a later one) may have been shmchan_interrupt's: say so */
+			rc = cancelled(wt) ? -ECANCELED : 0;
+			break;
+		}
 	}
 	if (wt->counted) {
 		shmchan_fetch_sub32(wt->my_flag, 1);
@@ -205,4 +239,23 @@ void shmchan_notify_shared(_Atomic uint32_t *wake_word)
 {
 	shmchan_fetch_add32(wake_word, 1);
 	shmchan_futex_wake(wake_word);
+}
+
+void shmchan_interrupt(shmchan_channel *ch)
+{
+	if (!ch)
+		return;
+	/* a flag of this process only: the waits of this handle look at it between spin rounds and
+	   before each sleep; the wake-ups below end the sleeps already under way */
+	shmchan_write_once32(&ch->interrupted, 1);
+	shmchan_futex_wake_all(&ch->hdr->head_wake);
+	shmchan_futex_wake_all(&ch->hdr->tail_wake);
+}
+
+void shmchan_writer_interrupt(shmchan_writer *w)
+{
+	if (!w)
+		return;
+	shmchan_write_once32(&w->interrupted, 1);
+	shmchan_futex_wake_all(&w->ch->hdr->tail_wake); /* where a blocked reserve sleeps */
 }

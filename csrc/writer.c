@@ -58,7 +58,7 @@ void shmchan_writer_announce(shmchan_writer *w)
 	w->ch->writer = w;
 }
 
-void shmchan_writer_detach(shmchan_writer *w)
+void shmchan_writer_finish(shmchan_writer *w)
 {
 	shmchan_channel *ch = w->ch;
 	struct shmchan_header *h = ch->hdr;
@@ -66,8 +66,18 @@ void shmchan_writer_detach(shmchan_writer *w)
 	shmchan_peer_leave(ch, 1);
 	/* wake readers asleep on an empty ring: they must learn that the stream ended */
 	shmchan_notify(&h->head_wake, &w->wake_seq, &h->reader_waiting, ch->ops->counted_sleepers);
-	shmchan_unlock_byte(ch->fd, SHMCHAN_LOCK_WRITER);
-	ch->writer = NULL;
+	w->ended = 1;
+}
+
+void shmchan_writer_detach(shmchan_writer *w)
+{
+	shmchan_unlock_byte(w->ch->fd, SHMCHAN_LOCK_WRITER);
+	w->ch->writer = NULL;
+	shmchan_writer_free(w);
+}
+
+void shmchan_writer_free(shmchan_writer *w)
+{
 	free(w);
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 from typing import Any, NoReturn
@@ -78,3 +79,16 @@ def raise_for(rc: int, what: str, detail: str = "", filename: str | None = None)
     if code in (errno.EINVAL, errno.ENAMETOOLONG, errno.EOVERFLOW, errno.EMSGSIZE):
         raise ValueError(text)
     raise OSError(code, f"{text} ({os.strerror(code)})", filename)
+
+
+def _raise_rc(rc: int, what: str, detail: str) -> NoReturn:
+    """The errors shmchan._core does not map itself."""
+    raise_for(rc, what, detail)
+
+
+# The native data plane calls the core through this module's function table (one copy of the core).
+from . import _core  # noqa: E402
+
+_core._bind(int(ffi.cast("uintptr_t", lib.shmchan_capi_address())), _raise_rc)
+# Registered first, so it runs after every atexit handler registered later (users' included).
+atexit.register(_core._at_exit)

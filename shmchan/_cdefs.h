@@ -167,6 +167,10 @@ void shmchan_writer_continue_wait(shmchan_writer *w);
 int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes);
 int shmchan_abort(shmchan_writer *w);
+int shmchan_try_reserve(shmchan_writer *w, uint64_t nbytes, void **data, uint32_t *slot);
+void shmchan_writer_end(shmchan_writer *w);
+uint64_t shmchan_writer_position(const shmchan_writer *w);
+void shmchan_writer_interrupt(shmchan_writer *w);
 int shmchan_send(shmchan_writer *w, const char *data, uint64_t nbytes, int64_t timeout_ns);
 
 int shmchan_reader_attach(shmchan_channel *ch, shmchan_reader **out);
@@ -183,6 +187,11 @@ int shmchan_check(shmchan_reader *r, uint64_t pos);
 int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns);
 int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns);
 void shmchan_wake_head(shmchan_channel *ch);
+int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, int64_t timeout_ns);
+int shmchan_try_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max);
+void shmchan_reader_count_empty(shmchan_reader *r);
+void shmchan_interrupt(shmchan_channel *ch);
+void shmchan_forget_inherited(shmchan_channel *ch);
 uint64_t shmchan_reader_lost(const shmchan_reader *r);
 uint64_t shmchan_reader_position(const shmchan_reader *r);
 int shmchan_reader_places(const shmchan_channel *ch, struct shmchan_place_info *out, uint32_t max);
@@ -190,3 +199,6 @@ int shmchan_kind(const shmchan_channel *ch);
 int shmchan_state_read(shmchan_channel *ch, void *buf, uint64_t cap, uint64_t *len, uint64_t *version);
 uint64_t shmchan_state_version(const shmchan_channel *ch);
 int shmchan_state_wait(shmchan_channel *ch, uint64_t version, int64_t timeout_ns, uint64_t *now);
+
+/* the table of the core's functions for shmchan._core (_capi.h) */
+uintptr_t shmchan_capi_address(void);

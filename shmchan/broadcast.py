@@ -20,16 +20,15 @@ With no reader attached the writer never waits, and messages go to nobody.
 
 from __future__ import annotations
 
-import errno
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors as E
 from . import schema as _schema
-from ._binding import ffi, lib, raise_for
+from ._binding import ffi, lib
+from ._handle import Reader
 from ._names import check_geometry
-from .channel import _KIND_CLASSES, _PEER_STATES, Channel, DtypeLike, Reader, _spin_ns, _target
+from .channel import _KIND_CLASSES, _PEER_STATES, Channel, DtypeLike, _target
 
 __all__ = ["Broadcast", "ReaderPlace"]
 
@@ -119,21 +118,9 @@ class Broadcast(Channel):
         :class:`ChannelBusyError` when this handle already has a reader or every reader place is
         taken.
         """
-        ptr = self._ptr()
         if start not in _STARTS:
             raise ValueError(f"start must be 'latest' or 'oldest', got {start!r}")
-        if self._reader is not None:
-            raise E.ChannelBusyError(f"{self!r} already has a reader on this handle; open the channel "
-                                     "again for another reader")
-        out = ffi.new("shmchan_reader **")
-        rc = lib.shmchan_reader_attach_ex(ptr, _STARTS[start], out)
-        if rc == -lib.SHMCHAN_ENOREADERS:
-            raise E.ChannelBusyError(f"cannot attach a reader to {self._where()!r}: all {self.max_readers} "
-                                     "reader places are taken")
-        if rc:
-            raise_for(rc, f"cannot attach a reader to {self._where()!r}",
-                      "" if rc == -errno.EBUSY else self._diag(rc))
-        r = Reader(self, out[0], _spin_ns(spin))
+        r: Reader = self._m.reader(start=_STARTS[start], spin=spin, cls=Reader, channel=self)
         self._reader = r
         return r
 
@@ -151,12 +138,13 @@ class Broadcast(Channel):
         """The reader places and what they hold, as seen now (for monitoring)."""
         n = self.max_readers
         buf: Any = ffi.new("struct shmchan_place_info[]", n)
-        lib.shmchan_reader_places(self._ptr(), buf, n)
+        with self._use() as ptr:
+            lib.shmchan_reader_places(ptr, buf, n)
         return [ReaderPlace(p.index, _PEER_STATES.get(p.state, "invalid"), p.pid, bool(p.alive), p.cursor,
                             p.messages, p.bytes, p.lost, p.empty_waits) for p in buf]
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self.capacity}x{self.slot_size}B {self.policy}"
+        state = "closed" if self.closed else f"{self.capacity}x{self.slot_size}B {self.policy}"
         where = f"path={self._path!r}" if self._path else repr(self._name)
         return f"<shmchan.Broadcast {where} {state}>"
 

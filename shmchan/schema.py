@@ -37,7 +37,6 @@ import numpy as np
 import numpy.typing as npt
 
 from . import errors as E
-from ._binding import ffi, lib
 
 if TYPE_CHECKING:
     from .channel import Channel, Slot, Writer
@@ -789,9 +788,7 @@ def frame_message_size(width: int, height: int, pixel_format: PixelFormat | int 
 
 
 def _next_position(w: Writer) -> int:
-    st = ffi.new("struct shmchan_stats *")
-    lib.shmchan_stats(w._ch._ptr(), st)
-    return int(st.head)
+    return w.position  # the writer's own position: no system call
 
 
 class _PayloadSlot:
@@ -872,7 +869,7 @@ def reserve_frame(
     """Reserve a slot for one frame: the Frame header is written at its start, and the returned
     slot's ``pixels`` array is the pixel area of the same slot (64-byte aligned) to fill in place.
     ``seq`` defaults to the message's position in the stream, ``timestamp_ns`` to CLOCK_REALTIME."""
-    _check_payload(writer._ch, frame_schema())
+    _check_payload(writer.channel, frame_schema())
     fmt = PixelFormat.parse(pixel_format)
     rel = plane_layout(fmt, width, height)
     data_offset = frame_data_offset(len(rel))
@@ -1016,7 +1013,7 @@ def _build_tensor(dtype: int, shape: tuple[int, ...], strides: tuple[int, ...], 
 def reserve_tensor(writer: Writer, shape: int | Iterable[int], dtype: npt.DTypeLike, *, seq: int | None = None,
                    timestamp_ns: int | None = None, timeout: float | None = None) -> TensorSlot:
     """Reserve a slot for a C-contiguous tensor; fill ``.array`` in place, then commit."""
-    _check_payload(writer._ch, tensor_schema())
+    _check_payload(writer.channel, tensor_schema())
     shp = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
     if len(shp) > MAX_DIMS or any(d < 0 for d in shp):
         raise ValueError(f"shape must have at most {MAX_DIMS} non-negative dimensions, got {shp}")

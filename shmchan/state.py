@@ -13,37 +13,20 @@ processes, in any language, read at once.
 from __future__ import annotations
 
 import ast
-import errno
 import os
 import time
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from . import errors as E
 from . import schema as _schema
-from ._binding import ffi, lib, raise_for
-from .channel import (
-    _EAGAIN,
-    _EINTR,
-    _EPEERDEAD,
-    _ETIMEDOUT,
-    _KIND_CLASSES,
-    _PARK_NS,
-    Channel,
-    DtypeLike,
-    Writer,
-    _first,
-    _keep_waiting,
-    _park,
-    _target,
-    _timeout_ns,
-    _wait_head,
-)
+from ._binding import lib
+from ._handle import PARK_NS, park
+from .channel import _KIND_CLASSES, Channel, DtypeLike, _target
 
 __all__ = ["State", "StateWriter"]
-
-_ENODATA = -errno.ENODATA
 
 
 def _descr_text(dt: np.dtype[Any]) -> str:
@@ -57,23 +40,25 @@ def _dtype_of_descr(text: str) -> np.dtype[Any]:
     try:
         descr, shape = ast.literal_eval(text)
         base = np.lib.format.descr_to_dtype(descr)
-        return np.dtype((base, tuple(shape))) if shape else base
-    except (ValueError, SyntaxError, TypeError) as exc:
+        dt = np.dtype((base, tuple(shape))) if shape else base
+    except (ValueError, SyntaxError, TypeError, MemoryError) as exc:
         raise E.IncompatibleChannelError(f"state board with an unreadable numpy dtype {text!r}: {exc}") from exc
+    if dt.hasobject:
+        # bytes from shared memory must never become Python object pointers
+        raise E.IncompatibleChannelError(f"state board with dtype {dt}, which holds Python objects: refused")
+    return dt
 
 
 class State(Channel):
     """A state board. Make one with :meth:`create`, or :meth:`open` it; :meth:`read` the value,
     publish with ``state.writer().write(value)``."""
 
-    __slots__ = ("_bbuf", "_dtype", "_lenp", "_payload", "_verp")
+    __slots__ = ("_bbuf", "_dtype", "_payload")
 
     def __init__(self, ptr: Any, name: str | None, path: str | None, *, creator: bool, persist: bool) -> None:
         """Internal: use :meth:`create` or :meth:`open`."""
         super().__init__(ptr, name, path, creator=creator, persist=persist)
-        self._lenp = ffi.new("uint64_t *")
-        self._verp = ffi.new("uint64_t *")
-        self._bbuf: Any = None  # bytes boards: where read() copies to, made once
+        self._bbuf: bytearray | None = None  # bytes boards: where read() copies to, made once
         self._dtype: np.dtype[Any] | None = None
         self._payload: _schema.PayloadSchema | None = None
         try:
@@ -124,6 +109,8 @@ class State(Channel):
             dt = np.dtype(dtype)
             if dt.itemsize == 0:
                 raise ValueError(f"dtype {dt} has no size")
+            if dt.hasobject:
+                raise ValueError(f"dtype {dt} holds Python objects, which cannot be shared between processes")
             if max_size is not None and max_size != dt.itemsize:
                 raise ValueError(f"max_size {max_size} differs from the dtype's size {dt.itemsize}")
             size = dt.itemsize
@@ -171,7 +158,8 @@ class State(Channel):
     @property
     def version(self) -> int:
         """The version of the newest value (0: nothing published yet)."""
-        return int(lib.shmchan_state_version(self._ptr()))
+        with self._use() as ptr:
+            return int(lib.shmchan_state_version(ptr))
 
     def read(self) -> tuple[Any, int]:
         """The newest value and its version, as a private copy: ``(value, version)``.
@@ -180,31 +168,22 @@ class State(Channel):
         records), or ``bytes`` for FlatBuffers and raw boards. ``(None, 0)`` before the first
         publish. One call into C; the copy is retried if the writer rewrote the slot under it.
         """
-        ptr = self._ptr()
         dt = self._dtype
         if dt is not None:
             out: Any = np.empty((), dtype=dt)
-            buf = ffi.from_buffer(out, require_writable=True)
-            cap = dt.itemsize
-        else:
-            cap = self.slot_size
-            if self._bbuf is None:
-                self._bbuf = ffi.new("char[]", cap)
-            buf = self._bbuf
-        rc = lib.shmchan_state_read(ptr, buf, cap, self._lenp, self._verp)
-        if rc:
-            if rc == _ENODATA:
+            n, version = self._m.state_read(out)
+            if version == 0:
                 return None, 0
-            raise_for(rc, f"cannot read state board {self._where()!r}",
-                      "the writer replaced the value faster than it could be copied" if rc == -errno.EBUSY
-                      else self._diag(rc))
-        version = int(self._verp[0])
-        if dt is None:
-            return ffi.buffer(buf, self._lenp[0])[:], version
-        if self._lenp[0] != dt.itemsize:
-            raise E.CorruptChannelError(f"state board {self._where()!r} holds a value of {self._lenp[0]} bytes; "
-                                        f"its dtype {dt} has {dt.itemsize}")
-        return (out[()] if out.ndim == 0 else out), version
+            if n != dt.itemsize:
+                raise E.CorruptChannelError(f"state board {self._where()!r} holds a value of {n} bytes; "
+                                            f"its dtype {dt} has {dt.itemsize}")
+            return (out[()] if out.ndim == 0 else out), version
+        if self._bbuf is None:
+            self._bbuf = bytearray(self.slot_size)
+        n, version = self._m.state_read(self._bbuf)
+        if version == 0:
+            return None, 0
+        return bytes(memoryview(self._bbuf)[:n]), version
 
     def wait_for_change(self, version: int, timeout: float | None = None) -> int:
         """Sleep until the board's version differs from ``version``; return the new version.
@@ -212,65 +191,35 @@ class State(Channel):
         Sleeps in the kernel (no spinning), woken by the writer's publish. Raises
         :class:`ChannelTimeoutError` after ``timeout`` seconds (``None``: never),
         :class:`PeerDeadError` if the writer died while attached (a writer that closed cleanly,
-        or none yet, is waited for: a new one may attach)."""
-        ptr = self._ptr()
-        vp = ffi.new("uint64_t *")
-        tns = _timeout_ns(timeout)
-        rc = lib.shmchan_state_wait(ptr, version, _first(tns), vp)
-        if rc:
-            rc = _keep_waiting(lambda t: lib.shmchan_state_wait(ptr, version, t, vp), lambda: None, rc, tns)
-            if rc:
-                self._wait_failed(rc)
-        return int(vp[0])
+        or none yet, is waited for: a new one may attach), :class:`ChannelClosedError` if the board
+        is closed (also from another thread, during the wait)."""
+        now: int = self._m.state_wait(version, timeout)
+        return now
 
     async def wait_for_change_async(self, version: int, timeout: float | None = None) -> int:
         """:meth:`wait_for_change` for asyncio, without blocking the event loop: the sleep happens
         on a shared helper thread (in the kernel, not polling); cancelling the task cancels it."""
-        tns = _timeout_ns(timeout)
+        tns = _core.seconds_to_ns(timeout)
         start = time.monotonic_ns()
         while True:
-            v = self.version
-            if v != version:
-                return v
-            vp = ffi.new("uint64_t *")
-            rc = lib.shmchan_state_wait(self._ptr(), version, 0, vp)  # writer liveness, no sleep
-            if rc == 0:
-                return int(vp[0])
-            if rc != _EAGAIN:
-                self._wait_failed(rc)
-            left = _PARK_NS
+            try:
+                return int(self._m.state_wait(version, 0))  # also the writer's liveness; no sleep
+            except E.ChannelTimeoutError:
+                pass
+            left = PARK_NS
             if tns >= 0:
                 left = tns - (time.monotonic_ns() - start)
                 if left <= 0:
-                    self._wait_failed(_ETIMEDOUT)
-            slice_ns = min(left, _PARK_NS)
-            await _park(self, _wait_head(version, slice_ns))  # head is the version
-
-    def _wait_failed(self, rc: int) -> None:
-        where = self._where()
-        if rc in (_ETIMEDOUT, _EAGAIN):
-            raise E.ChannelTimeoutError(f"state board {where!r} did not change for the whole timeout")
-        if rc == _EPEERDEAD:
-            pid = self.stats().writer_pid
-            raise E.PeerDeadError(f"the writer of state board {where!r} (pid {pid}) died")
-        if rc == _EINTR:
-            raise InterruptedError(f"wait on state board {where!r} interrupted")
-        raise_for(rc, f"cannot wait on state board {where!r}", self._diag(rc))
+                    raise E.ChannelTimeoutError(f"state board {self._where()!r} did not change for the whole "
+                                                "timeout")
+            await park(self._m, version, min(left, PARK_NS))  # head is the version
 
     # ---- writing ----
 
     def writer(self, *, spin: float | None = None) -> StateWriter:
         """Attach this process as the board's one writer (:class:`ChannelBusyError` if another is).
         Publishing never waits, so ``spin`` has no effect; it is accepted for symmetry."""
-        ptr = self._ptr()
-        if self._writer is not None:
-            raise E.ChannelBusyError(f"{self!r} already has a writer on this handle")
-        out = ffi.new("shmchan_writer **")
-        rc = lib.shmchan_writer_attach(ptr, out)
-        if rc:
-            raise_for(rc, f"cannot attach a writer to {self._where()!r}",
-                      "another writer is attached" if rc == -errno.EBUSY else self._diag(rc))
-        w = StateWriter(self, out[0], None)
+        w: StateWriter = self._m.writer(cls=StateWriter, spin=spin, channel=self)
         self._writer = w
         return w
 
@@ -282,10 +231,10 @@ class State(Channel):
         dt = getattr(self, "_dtype", None)  # also called while __init__ runs
         what = str(dt) if dt is not None else f"<= {self.slot_size} B"
         where = f"path={self._path!r}" if self._path else repr(self._name)
-        return f"<shmchan.State {where} {'closed' if self._closed else what}>"
+        return f"<shmchan.State {where} {'closed' if self.closed else what}>"
 
 
-class StateWriter(Writer):
+class StateWriter(_core.Writer):
     """The board's one writer. Get it from :meth:`State.writer`."""
 
     __slots__ = ()
@@ -295,7 +244,7 @@ class StateWriter(Writer):
         to the dtype (a scalar, a tuple for a record, an array of the sub-array's shape); else a
         bytes-like FlatBuffer (or raw bytes) of at most ``max_size`` bytes. One copy, straight into
         the slot readers are not being sent to; never waits."""
-        st = self._ch
+        st = self.channel
         assert isinstance(st, State)
         dt = st._dtype
         if dt is not None:
@@ -319,7 +268,7 @@ class StateWriter(Writer):
                 raise ValueError(f"the value is not a {p.name} FlatBuffer (file identifier "
                                  f"{bytes(mv[4:8])!r}, expected {p.file_identifier!r})")
         self.send(data)
-        return self._head
+        return self.position
 
 
 _KIND_CLASSES[lib.SHMCHAN_KIND_STATE] = State

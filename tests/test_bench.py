@@ -349,3 +349,28 @@ def test_fanout_plan_alternates_the_reader_order() -> None:
     rounds = _fanout.plan(["block"], [64], [8, 1, 2], 3, 0.1, 0.02, "x", 0.0, 0.0)
     assert [[c.readers for c in r] for r in rounds] == [[1, 2, 8], [8, 2, 1], [1, 2, 8]]
     assert len({c.name for r in rounds for c in r}) == 9 and all(c.places == 8 for r in rounds for c in r)
+
+
+def test_dataplane_section_reports_every_target_as_a_ratio_of_the_same_run(tmp_path: Path) -> None:
+    """--kinds dataplane: round trips against iceoryx2 (when installed) and Pipe, one-way against Pipe (single
+    and batched), views against np.frombuffer and the memory of small slots; every figure has its ratio."""
+    before = _leftovers()
+    out = _bench("--kinds", "dataplane", "--quick", "--seconds", "0.3", "--no-plots", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads((tmp_path / "results.json").read_text())
+    dp = doc["dataplane"]
+    assert set(dp["tput"]) == {"shmchan", "shmchan-batch", "pipe"}
+    assert {"shmchan", "pipe"} <= set(dp["rtt"])
+    for part in ("rtt", "tput"):
+        for key, r in dp[part].items():
+            assert "error" not in r and r["errors"] == 0, (part, key, r)
+    assert dp["rtt"]["shmchan"]["p50_us"] <= dp["rtt"]["shmchan"]["p99_us"]
+    assert dp["memory"]["object_bytes"] == 77824
+    names = [t["target"] for t in doc["targets"]]
+    assert "data plane: 64 B one-way >= 2.5x multiprocessing.Pipe" in names
+    assert "memory: 1024 slots of 64 B <= 1.25x their payload + two pages" in names
+    for t in doc["targets"]:
+        if t["target"].startswith(("data plane", "memory")) and "iceoryx2" not in t["target"]:
+            assert t["ratio"] is not None and t["ratio"] > 0, t
+    assert "## Data plane" in (tmp_path / "results.md").read_text()
+    assert _leftovers() <= before

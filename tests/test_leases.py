@@ -125,38 +125,89 @@ def test_unreleased_messages_filling_the_ring_raise_buffererror(unique_name: str
         held[1].release()
 
 
-def test_close_with_live_view_raises_buffererror_and_channel_stays_usable(unique_name: str) -> None:
-    """close() while a view lives raises BufferError and changes nothing; after del it closes."""
+def test_close_with_live_reader_view_closes_at_once_and_the_view_keeps_its_bytes(unique_name: str) -> None:
+    """close() with a live view of a received message never fails: the handle is closed at once, the
+    name is gone, the view keeps its bytes, and the message stays held (another handle cannot take the
+    reader, the writer cannot reuse the slot) until the view dies; then it is released."""
+    ch = shmchan.Channel.create(unique_name, slot_size=64, capacity=1, persist=True)
+    other = shmchan.Channel.open(unique_name)
+    try:
+        w = other.writer()
+        w.send(b"keep me")
+        r = ch.reader()
+        with r.recv(timeout=0) as msg:
+            view = msg.ndarray()
+        ch.close()
+        assert ch.closed and r.closed
+        with pytest.raises(shmchan.ChannelClosedError):
+            r.recv(timeout=0)
+        with pytest.raises(shmchan.ChannelClosedError):
+            ch.stats()
+        assert view.tobytes() == b"keep me"
+        with pytest.raises(shmchan.ChannelBusyError):
+            other.reader()  # the closed handle's reader still holds the viewed message
+        with pytest.raises(shmchan.ChannelFullError):
+            w.send(b"newer", timeout=0)  # its slot is pinned: the view never shows newer data
+        assert view.tobytes() == b"keep me"
+        del view
+        w.send(b"newer", timeout=0)  # released when the view died
+        r2 = other.reader()
+        assert r2.recv_bytes(timeout=0) == b"newer"
+    finally:
+        other.unlink()
+        other.close()
+
+
+def test_close_with_live_writer_view_ends_the_stream_and_keeps_the_writer_until_the_view_dies(
+        unique_name: str) -> None:
+    """A writable slot view kept after commit does not block close(): readers see the stream end at
+    once, but no other writer can attach (and overwrite what the view shows) until it dies."""
+    ch = shmchan.Channel.create(unique_name, slot_size=64, capacity=4)
+    other = shmchan.Channel.open(unique_name)
+    try:
+        w = ch.writer()
+        with w.reserve(8) as slot:
+            arr = slot.ndarray()
+            arr[:] = 1
+        ch.close()
+        assert w.closed
+        r = other.reader()
+        assert r.recv_bytes(timeout=0) == bytes([1]) * 8
+        with pytest.raises(shmchan.ChannelEndedError):
+            r.recv(timeout=1)
+        with pytest.raises(shmchan.ChannelBusyError):
+            other.writer()
+        assert (arr == 1).all()
+        arr[:] = 2  # still this process's memory: it never raises or crashes
+        del arr
+        w2 = other.writer()
+        w2.send(b"again")
+        assert r.recv_bytes(timeout=1) == b"again"
+    finally:
+        other.close()
+
+
+def test_a_view_outlives_its_channel_handle_everywhere(unique_name: str) -> None:
+    """Views from every path (memoryview, slices, numpy arrays of both ends) outlive close() and the
+    handle's collection, and the mapping is unmapped once the last of them is gone."""
     ch = shmchan.Channel.create(unique_name, slot_size=64, capacity=4)
     w, r = ch.writer(), ch.reader()
-    w.send(b"keep me")
-    with r.recv(timeout=0) as msg:
-        view = msg.ndarray()
-    with pytest.raises(BufferError, match="still alive"):
-        ch.close()
-    assert not ch.closed
-    assert not w.closed and not r.closed
-    assert os.path.exists(shm_path(unique_name))
-    w.send(b"more")
-    assert r.recv_bytes(timeout=0) == b"more"
-    assert view.tobytes() == b"keep me"
-    del view
+    w.send(b"A" * 64)
+    with w.reserve(64) as slot:
+        wview = slot.buffer[8:16]
+        slot.buffer[:] = b"B" * 64
+    msg = r.recv(timeout=0)
+    views = [VIEW_MAKERS[k](msg) for k in VIEW_MAKERS]
+    msg.release()
     ch.close()
-    assert ch.closed
+    del ch, w, r, msg, slot
+    gc.collect()
+    for v in views:
+        assert set(bytes(v)) == {ord("A")}
+    assert bytes(wview) == b"B" * 8
+    del views, wview
+    gc.collect()
     assert not os.path.exists(shm_path(unique_name))
-
-
-def test_close_with_live_writer_view_raises_buffererror(unique_name: str) -> None:
-    """A writable slot view kept after commit also blocks close()."""
-    ch = shmchan.Channel.create(unique_name, slot_size=64, capacity=4)
-    w = ch.writer()
-    with w.reserve(8) as slot:
-        arr = slot.ndarray()
-        arr[:] = 1
-    with pytest.raises(BufferError):
-        ch.close()
-    del arr
-    ch.close()
 
 
 def test_writer_view_kept_past_commit_blocks_reuse_of_its_slot(unique_name: str) -> None:

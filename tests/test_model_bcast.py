@@ -41,9 +41,7 @@ class _ReaderModel:
             self.tail += 1
 
     def close(self) -> None:
-        for msg, _ in self.held.values():
-            msg._released = True  # the C reader dies with the handle: nothing to hand back
-        self.held.clear()
+        self.held.clear()  # unreleased: the closed reader hands nothing back (they count as taken)
         self.r.close()
         self.handle.close()
 

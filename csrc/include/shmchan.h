@@ -15,7 +15,8 @@ extern "C" {
  *     failure: -errno for system errors, -SHMCHAN_E* for shmchan's own. shmchan_strerror() names
  *     both kinds.
  *   - Timeouts are in nanoseconds: < 0 waits forever, 0 never waits (-EAGAIN when it would have
- *     to), > 0 waits at most that long (-ETIMEDOUT). A signal ends a wait with -EINTR.
+ *     to), > 0 waits at most that long (-ETIMEDOUT). A signal ends a wait with -EINTR, and
+ *     shmchan_interrupt ends it (and every later one on that handle) with -ECANCELED.
  *   - One channel has at most one writer and one reader at a time (single producer, single
  *     consumer); a second attach gets -EBUSY. A handle (channel, writer, reader) is used by one
  *     thread at a time. Handles are not inherited across fork(): open the channel in the child.
@@ -197,6 +198,20 @@ int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmcha
 
 /* Detaches any writer/reader of this handle, unmaps and closes. Never unlinks. NULL is a no-op. */
 void shmchan_close(shmchan_channel *ch);
+/*
+ * In a child process after fork(), for a handle the child inherited: gives up the descriptor it
+ * shares with the parent, without unlocking anything the parent holds (the parent keeps its
+ * writer, reader and liveness). The handle keeps only its mapping; make no call on it but
+ * shmchan_close, which then unmaps and frees it without touching the channel.
+ */
+void shmchan_forget_inherited(shmchan_channel *ch);
+/*
+ * Ends every blocking call on this handle (reserve, send, peek, recv, waits), now and later, with
+ * -ECANCELED: for a binding about to close a handle that other threads may be blocked on. A call
+ * just about to sleep may miss the wake-up and sleep one slice (up to 100 ms): call it again
+ * until those calls have returned. Non-blocking calls are not affected.
+ */
+void shmchan_interrupt(shmchan_channel *ch);
 /* Removes the name (or file) of this channel; mappings stay valid until closed. */
 int shmchan_channel_unlink(shmchan_channel *ch);
 int shmchan_unlink(const char *name);
@@ -228,6 +243,16 @@ const char *shmchan_channel_diag(const shmchan_channel *ch);
 int shmchan_writer_attach(shmchan_channel *ch, shmchan_writer **out);
 /* Marks the writer closed (readers then see the end of the stream) and releases its lock. */
 void shmchan_writer_close(shmchan_writer *w);
+/* Ends the stream as shmchan_writer_close does (an open reservation is aborted; readers see the
+   writer closed), but stays attached: no other writer can attach until shmchan_writer_close. For a
+   binding whose user closed the writer while views of its slots are still alive. Reserving then
+   fails with -EPIPE. */
+void shmchan_writer_end(shmchan_writer *w);
+/* The stream position the next commit publishes (messages committed on the channel so far). */
+uint64_t shmchan_writer_position(const shmchan_writer *w);
+/* Ends the writer's blocking calls (reserve, send), now and later, with -ECANCELED. The one call
+   on a writer that another thread may make while one of its calls is blocked. */
+void shmchan_writer_interrupt(shmchan_writer *w);
 /* How long a blocked reserve (or peek, for the reader) spins before it sleeps (default 100 us). */
 void shmchan_writer_set_spin(shmchan_writer *w, int64_t spin_ns);
 /* The next blocking call continues a wait that ended with -ETIMEDOUT or -EINTR (a binding that
@@ -237,6 +262,10 @@ void shmchan_writer_continue_wait(shmchan_writer *w);
 int shmchan_reserve(shmchan_writer *w, uint64_t nbytes, int64_t timeout_ns, void **data, uint32_t *slot);
 /* Publishes the reserved slot with length nbytes (<= the reserved size). */
 int shmchan_commit(shmchan_writer *w, uint64_t nbytes);
+/* shmchan_reserve without waiting, for bindings that wait elsewhere: 0, or -EAGAIN at once when
+   the ring is full, with no system call and no statistics (a blocking call that follows does the
+   waiting, the peer checks and the counting). */
+int shmchan_try_reserve(shmchan_writer *w, uint64_t nbytes, void **data, uint32_t *slot);
 /* Drops the reservation; readers never see it. */
 int shmchan_abort(shmchan_writer *w);
 /* reserve + copy + commit. */
@@ -261,6 +290,10 @@ int shmchan_peek(shmchan_reader *r, int64_t timeout_ns, struct shmchan_msg *msg)
    corruption part-way it returns -SHMCHAN_ECORRUPT and the handle is poisoned (nothing taken in
    that call can be trusted or released). */
 int shmchan_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max, int64_t timeout_ns);
+/* shmchan_peek_batch without waiting: the messages already there (>= 1), or -EAGAIN at once when
+   there are none, with no system call and no statistics (see shmchan_try_reserve); other errors as
+   shmchan_peek_batch, except that the end of the stream and a dead writer show as -EAGAIN. */
+int shmchan_try_peek_batch(shmchan_reader *r, struct shmchan_msg *msgs, uint32_t max);
 /* Releases a message taken by peek (any order; slots go back to the writer in stream order). */
 int shmchan_release(shmchan_reader *r, uint64_t pos);
 /* peek + copy into buf (up to cap bytes; -EMSGSIZE, message kept, if it does not fit) + release. */
@@ -284,6 +317,16 @@ int shmchan_wait_readable(shmchan_reader *r, int64_t timeout_ns);
  */
 int shmchan_wait_head(shmchan_channel *ch, uint64_t pos, int64_t timeout_ns);
 void shmchan_wake_head(shmchan_channel *ch);
+/*
+ * shmchan_wait_head that first polls head for up to spin_ns (as a blocking peek spins before it
+ * sleeps); a negative timeout waits for ever. Reads only the channel, never a reader: a binding may
+ * wait so on one thread while other threads use the reader. 0 (look again: head moved, or a
+ * wake-up), -ETIMEDOUT, -EINTR or -ECANCELED (shmchan_interrupt).
+ */
+int shmchan_wait_head_spin(shmchan_channel *ch, uint64_t pos, int64_t spin_ns, int64_t timeout_ns);
+/* Counts one wait for an empty ring in the reader's statistics (empty_waits), for a binding that
+   waits with shmchan_wait_head_spin rather than a blocking peek. */
+void shmchan_reader_count_empty(shmchan_reader *r);
 /* Messages this reader lost to lapping since it attached (BROADCAST/OVERWRITE). */
 uint64_t shmchan_reader_lost(const shmchan_reader *r);
 /* The next position this reader will take. */

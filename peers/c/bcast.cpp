@@ -80,7 +80,8 @@ int writer(const peer::Flags &f)
 		cfg.kind = SHMCHAN_KIND_BROADCAST;
 		cfg.max_readers = uint32_t(f.u64("max-readers", 8));
 		cfg.policy = pol < 0 ? uint32_t(SHMCHAN_POLICY_BLOCK) : uint32_t(pol);
-		auto d = peer::build_channel_info(slot_size, capacity, 4096, nullptr, peer::fb::DType::Unknown, nullptr,
+		cfg.slot_align = 4096; /* as the descriptor says (the Rust peer does the same) */
+		auto d = peer::build_channel_info(slot_size, capacity, cfg.slot_align, nullptr, peer::fb::DType::Unknown, nullptr,
 						  {{"pattern", "interop-words"}}, peer::fb::ChannelKind::Broadcast);
 		cfg.descriptor = d.data();
 		cfg.descriptor_size = uint32_t(d.size());

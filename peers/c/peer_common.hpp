@@ -462,15 +462,26 @@ inline shmchan_channel *open_channel(const Opts &o, uint64_t message_size)
 		std::memset(&cfg, 0, sizeof cfg);
 		cfg.slot_size = o.slot_size ? o.slot_size : message_size;
 		cfg.capacity = o.capacity;
-		auto d = build_channel_info(cfg.slot_size, cfg.capacity, 4096, have ? &want : nullptr, o.dtype,
+		/* page-aligned slots, stated in the header too: with slot_align 0 the core picks 64 for
+		   slots under 4096 bytes, and the descriptor would disagree with the header */
+		cfg.slot_align = 4096;
+		auto d = build_channel_info(cfg.slot_size, cfg.capacity, cfg.slot_align, have ? &want : nullptr, o.dtype,
 					    o.have_shape ? &o.shape : nullptr, o.meta);
 		cfg.descriptor = d.data();
 		cfg.descriptor_size = uint32_t(d.size());
-		int rc = shmchan_create(o.name.c_str(), &cfg, &ch, &diag);
+		/* a NAME with a '/' is the path of a file-backed channel */
+		const bool file = o.name.find('/') != std::string::npos;
+		int rc = file ? shmchan_create_file(o.name.c_str(), &cfg, &ch, &diag)
+			      : shmchan_create(o.name.c_str(), &cfg, &ch, &diag);
 		if (rc)
 			die_rc(rc, std::string("cannot create channel: ") + diag.message);
 	} else {
-		int rc = shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
+		/* unix:SOCKET is a sealed channel served on that socket; a NAME with a '/' a file */
+		const bool sealed = o.name.rfind("unix:", 0) == 0;
+		const bool file = !sealed && o.name.find('/') != std::string::npos;
+		int rc = sealed ? shmchan_connect(o.name.c_str() + 5, 5000000000ll, 0, &ch, &diag)
+			 : file ? shmchan_open_file(o.name.c_str(), 5000000000ll, &ch, &diag)
+				: shmchan_open(o.name.c_str(), 5000000000ll, &ch, &diag);
 		if (rc)
 			die_rc(rc, std::string("cannot open channel: ") + diag.message);
 		if (have) {

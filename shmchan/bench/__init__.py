@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _fanout, _native, _report, _worker
+from . import _dataplane, _fanout, _native, _report, _worker
 from ._systems import SYSTEMS, System, Task, iox_cleanup, throughput_capacity
 
 FULL_PAYLOADS = [64, 4096, 65536, 1 << 20, 8 << 20, 32 << 20]
 QUICK_PAYLOADS = [64, 65536, 8 << 20]
 ALL_MODES = ("busy", "blocking")
 PAIR_KINDS = ("latency", "throughput")
-ALL_KINDS = (*PAIR_KINDS, "fanout")
+ALL_KINDS = (*PAIR_KINDS, "fanout", "dataplane")
+DATAPLANE_ROUNDS = 5  # the data-plane section's rounds in a full run (--rounds overrides)
 FANOUT_ROUNDS = 5  # the fan-out section's rounds in a full run (--rounds overrides)
 MAX_PAYLOAD = 1 << 30
 
@@ -445,6 +446,8 @@ def run(args: argparse.Namespace) -> int:
     budget = args.seconds / rounds
     warmup = min(0.2, max(0.02, budget / 4))
     fan = _fanout_settings(args) if "fanout" in kinds else None
+    dp_rounds = args.rounds if args.rounds_given else (1 if args.quick else DATAPLANE_ROUNDS)
+    dp_seconds = args.seconds if args.seconds_given else (0.6 if args.quick else 5.0)
     keys = args.systems or list(SYSTEMS)
     chosen: list[System] = []
     skipped: list[dict[str, str]] = []
@@ -476,6 +479,9 @@ def run(args: argparse.Namespace) -> int:
               f"{', '.join(_report.size_label(s) for s in fan['payloads'])}; {fan['seconds_per_cell']:g} s per cell "
               f"in {fan['rounds']} round(s){quick}; readers spin {_report.spin_text(fan['reader_spin'])}, writer spin "
               f"{_report.spin_text(fan['writer_spin'])}; load average {loadavg_before[0]:.2f}")
+    if "dataplane" in kinds:
+        print(f"shmchan bench data plane: the per-message cost of the Python API at 64 B against iceoryx2 and "
+              f"multiprocessing.Pipe; {dp_seconds:g} s per cell in {dp_rounds} round(s){quick}")
     sys.stdout.flush()
 
     rounds_plan = plan(chosen, sizes, pair_kinds, modes, budget, warmup, run_id, rounds) if pair_kinds else []
@@ -483,13 +489,16 @@ def run(args: argparse.Namespace) -> int:
     fan_plan = [] if fan is None else _fanout.plan(
         fan["policies"], fan["payloads"], fan["readers"], fan["rounds"], fan["budget"], fan["warmup_s_per_round"],
         run_id, fan["reader_spin"], fan["writer_spin"])
+    n_dp = 0 if "dataplane" not in kinds else dp_rounds * (
+        len([s for s in _dataplane.RTT_SYSTEMS if _dataplane.available(s)]) + len(_dataplane.TPUT_SYSTEMS)) + 1
     bar = Progress(sum(len(g[2]) for groups in rounds_plan for g in groups) + len(rounds_plan) * n_c
-                   + sum(len(cells) for cells in fan_plan), sys.stderr.isatty())
+                   + sum(len(cells) for cells in fan_plan) + n_dp, sys.stderr.isatty())
     ctx = mp.get_context("spawn")
     parts: list[dict[str, Any]] = []
     floor_rounds: list[dict[str, Any]] = []
     native_raw: list[dict[str, Any]] = []
     fan_parts: list[dict[str, Any]] = []
+    dataplane: dict[str, Any] | None = None
     c_info: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix=f"shmchan-bench-{run_id}-") as work:
@@ -524,6 +533,8 @@ def run(args: argparse.Namespace) -> int:
                             parts += run_group(ctx, system, size, tasks, args.cpus, bar)
             if fan_plan:
                 fan_parts = _fanout.run_section(fan_plan, bar, Noise)
+            if "dataplane" in kinds:
+                dataplane = _dataplane.run_section(dp_rounds, dp_seconds, args.cpus, run_id, bar.say, bar.step)
     except KeyboardInterrupt:
         bar.end()
         print("interrupted", file=sys.stderr)
@@ -570,7 +581,13 @@ def run(args: argparse.Namespace) -> int:
     if fan is not None:
         doc["fanout_methodology"] = _report.FANOUT_METHOD
         doc["fanout"] = fanout
+    if dataplane is not None:
+        doc["dataplane_methodology"] = (_dataplane.__doc__ or "").strip()
+        doc["dataplane"] = dataplane
+        settings["dataplane"] = {"rounds": dp_rounds, "seconds_per_cell": dp_seconds}
     doc["targets"] = _report.targets(results, floors, fanout if fan is not None else None, pairs=bool(pair_kinds))
+    if dataplane is not None:
+        doc["targets"] += _dataplane.targets(dataplane)
     names: list[str] = []
     if not args.no_plots:
         names, why = _report.plots(doc, out_dir)
@@ -583,6 +600,8 @@ def run(args: argparse.Namespace) -> int:
     print(_report.terminal_report(doc))
     print()
     failed = [r for r in results + fanout if "error" in r]
+    if dataplane is not None:
+        failed += [r for part in ("rtt", "tput") for r in dataplane[part].values() if "error" in r]
     files = ["results.json", "results.md", *names]
     print(f"wrote {', '.join(str(out_dir / f) for f in files)} in {doc['duration_s']:.0f} s"
           + (f"; {len(failed)} cell(s) FAILED" if failed else ""))
@@ -767,7 +786,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--modes", type=_choices(ALL_MODES, "mode"), metavar="LIST",
                    help="latency waiting modes: busy,blocking (default both)")
     p.add_argument("--kinds", type=_choices(ALL_KINDS, "kind"), metavar="LIST",
-                   help="latency,throughput,fanout (default all three)")
+                   help="latency,throughput,fanout,dataplane (default all four; dataplane: the per-message cost "
+                   "of the Python API at 64 B against iceoryx2 and multiprocessing.Pipe, "
+                   f"{DATAPLANE_ROUNDS} rounds)")
     p.add_argument("--cpus", type=_cpus, metavar="A,B", help="pin the two processes to CPUs A and B")
     p.add_argument("--seconds", type=_seconds, metavar="S", help="measured time per cell (default 1, --quick 0.06)")
     p.add_argument("--rounds", type=_rounds, metavar="N",

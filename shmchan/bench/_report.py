@@ -233,7 +233,7 @@ def _pair_targets(out: list[dict[str, Any]], results: list[dict[str, Any]], floo
         r = _find(results, system, "latency", mode, size)
         return r["rtt_us"]["p50"] if r else None
 
-    add("8 MiB throughput >= 0.8x the same work in one process", thr("shmchan"), thr("none"), 0.8, True, "GB/s",
+    add("8 MiB throughput >= 1.3x the same work in one process", thr("shmchan"), thr("none"), 1.3, True, "GB/s",
         "shmchan one-way GB/s / no-IPC write-then-read GB/s")
     add("8 MiB throughput >= 10x multiprocessing.Queue", thr("shmchan"), thr("mp-queue"), 10.0, True, "GB/s",
         "shmchan GB/s / multiprocessing.Queue GB/s")
@@ -353,6 +353,10 @@ def terminal_report(doc: dict[str, Any]) -> str:
         parts.append("floors: " + floors_line(fl))
     if doc.get("fanout") is not None:
         parts.append(fanout_title(doc) + ":\n" + text_table(FANOUT_HEAD, fanout_rows(doc["fanout"])))
+    if doc.get("dataplane") is not None:
+        from . import _dataplane
+
+        parts.append("data plane (64 B):\n" + "\n".join(_dataplane.report_lines(doc["dataplane"])))
     parts.append(noise_line(doc))
     tg = doc.get("targets", [])
     if tg:
@@ -445,6 +449,13 @@ def markdown_report(doc: dict[str, Any], plots: list[str]) -> str:
             out += [f"![{p}]({p})", ""]
     if doc.get("fanout") is not None:
         out += fanout_markdown(doc, FANOUT_PLOT in plots)
+    if doc.get("dataplane") is not None:
+        from . import _dataplane
+
+        dp = doc["dataplane"]
+        out += ["## Data plane: the per-message cost of the Python API", "", doc.get("dataplane_methodology", ""), "",
+                f"{dp['rounds']} round(s) of {dp['seconds_per_round']:g} s per cell; medians over the rounds.", ""]
+        out += [*_dataplane.report_lines(dp), ""]
     if res:
         out += ["## Every figure", ""]
     lat_head = ["system", "mode", "payload", "n", "p50 us", "p99 us", "p99.9 us", "max us", "CPU a us/rt",

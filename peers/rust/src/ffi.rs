@@ -146,6 +146,25 @@ extern "C" {
         out: *mut *mut shmchan_channel,
         diag: *mut shmchan_diag,
     ) -> c_int;
+    pub fn shmchan_create_file(
+        path: *const c_char,
+        cfg: *const shmchan_config,
+        out: *mut *mut shmchan_channel,
+        diag: *mut shmchan_diag,
+    ) -> c_int;
+    pub fn shmchan_open_file(
+        path: *const c_char,
+        timeout_ns: i64,
+        out: *mut *mut shmchan_channel,
+        diag: *mut shmchan_diag,
+    ) -> c_int;
+    pub fn shmchan_connect(
+        path: *const c_char,
+        timeout_ns: i64,
+        flags: u32,
+        out: *mut *mut shmchan_channel,
+        diag: *mut shmchan_diag,
+    ) -> c_int;
     pub fn shmchan_close(ch: *mut shmchan_channel);
     pub fn shmchan_channel_unlink(ch: *mut shmchan_channel) -> c_int;
     pub fn shmchan_unlink(name: *const c_char) -> c_int;

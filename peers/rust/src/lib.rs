@@ -272,7 +272,7 @@ impl Start {
 pub struct Config {
     pub slot_size: u64,
     pub capacity: u32,
-    /// 0: the page size
+    /// 0: 64 for slots under 4096 bytes, else 4096 (`shmchan_default_slot_align`)
     pub slot_align: u32,
     /// permission bits; 0: 0600
     pub mode: u32,
@@ -301,7 +301,8 @@ pub struct Channel {
 
 impl Channel {
     /// Creates channel `name`; fails if it exists. The name is removed when this handle drops
-    /// (unless [`Channel::persist`] is called).
+    /// (unless [`Channel::persist`] is called). A `name` with a `/` is the path of a file-backed
+    /// channel.
     pub fn create(name: &str, cfg: &Config) -> Result<Channel> {
         let cname = CString::new(name).map_err(|_| Error::new(ErrorKind::Os, "name contains NUL"))?;
         let desc = cfg.descriptor.as_deref().unwrap_or(&[]);
@@ -321,20 +322,33 @@ impl Channel {
         };
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
-        let rc = unsafe { ffi::shmchan_create(cname.as_ptr(), &c, &mut out, &mut diag) };
+        let rc = if name.contains('/') {
+            unsafe { ffi::shmchan_create_file(cname.as_ptr(), &c, &mut out, &mut diag) }
+        } else {
+            unsafe { ffi::shmchan_create(cname.as_ptr(), &c, &mut out, &mut diag) }
+        };
         if rc != 0 {
             return Err(Self::diag_error(rc, &format!("cannot create channel {name:?}"), &diag));
         }
         Ok(Channel { ptr: NonNull::new(out).expect("create returned NULL"), name: name.into(), unlink_on_drop: true })
     }
 
-    /// Opens an existing channel, waiting up to `timeout` (None: 2 s) for a creator still setting it up.
+    /// Opens an existing channel, waiting up to `timeout` (None: 2 s) for a creator still setting it
+    /// up. A `name` with a `/` is the path of a file-backed channel; `unix:SOCKET` attaches to a
+    /// sealed channel served on that Unix socket.
     pub fn open(name: &str, timeout: Option<Duration>) -> Result<Channel> {
         let cname = CString::new(name).map_err(|_| Error::new(ErrorKind::Os, "name contains NUL"))?;
         let mut out = std::ptr::null_mut();
         let mut diag = ffi::shmchan_diag { message: [0; 256] };
         let t = timeout_ns(Some(timeout.unwrap_or(Duration::from_secs(2))));
-        let rc = unsafe { ffi::shmchan_open(cname.as_ptr(), t, &mut out, &mut diag) };
+        let rc = if let Some(sock) = name.strip_prefix("unix:") {
+            let csock = CString::new(sock).map_err(|_| Error::new(ErrorKind::Os, "path contains NUL"))?;
+            unsafe { ffi::shmchan_connect(csock.as_ptr(), t, 0, &mut out, &mut diag) }
+        } else if name.contains('/') {
+            unsafe { ffi::shmchan_open_file(cname.as_ptr(), t, &mut out, &mut diag) }
+        } else {
+            unsafe { ffi::shmchan_open(cname.as_ptr(), t, &mut out, &mut diag) }
+        };
         if rc != 0 {
             return Err(Self::diag_error(rc, &format!("cannot open channel {name:?}"), &diag));
         }
@@ -707,7 +721,7 @@ pub struct BroadcastConfig {
     /// readers attached at once, 1 ..= 1024 (default 8)
     pub max_readers: u32,
     pub policy: Policy,
-    /// 0: the page size
+    /// 0: 64 for slots under 4096 bytes, else 4096 (`shmchan_default_slot_align`)
     pub slot_align: u32,
     /// permission bits; 0: 0600
     pub mode: u32,

@@ -61,6 +61,7 @@ fn writer(f: &common::Flags) {
             capacity,
             max_readers: f.get("max-readers", 8),
             policy: pol,
+            slot_align: 4096, // as the descriptor says (protocol R48)
             descriptor: Some(d),
             ..Default::default()
         };

@@ -124,14 +124,22 @@ pub fn channel(o: &Opts, message_size: u64) -> Channel {
     let schema = expected_schema(o);
     if o.create {
         let slot_size = o.slot_size.unwrap_or(message_size);
+        // page-aligned slots, stated in the header too: with slot_align 0 the core picks 64 for
+        // slots under 4096 bytes, and the descriptor would disagree with the header
         let page = 4096;
         let d = build_channel_info(slot_size, o.capacity, page, schema.as_ref(), o.dtype, o.shape.as_deref(), &o.meta);
-        let cfg = Config { slot_size, capacity: o.capacity, descriptor: Some(d), ..Default::default() };
+        let cfg = Config { slot_size, capacity: o.capacity, slot_align: page, descriptor: Some(d), ..Default::default() };
         Channel::create(&o.name, &cfg).unwrap_or_else(|e| die(&e))
     } else {
         let ch = Channel::open(&o.name, Some(Duration::from_secs(5))).unwrap_or_else(|e| die(&e));
         if let Some(s) = &schema {
-            ch.check_schema(s).unwrap_or_else(|e| die(&e));
+            // a descriptor that is no ChannelInfo is no usable schema: incompatible (protocol R47)
+            ch.check_schema(s).unwrap_or_else(|mut e| {
+                if e.kind == ErrorKind::Decode {
+                    e.kind = ErrorKind::Incompatible;
+                }
+                die(&e)
+            });
         }
         ch
     }

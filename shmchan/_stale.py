@@ -1,0 +1,62 @@
+"""Names in /dev/shm: removing a channel's name, and finding and removing stale channels."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ._binding import lib, raise_for
+from ._names import check_name
+
+__all__ = ["cleanup_stale", "is_stale", "reclaim_stale", "unlink"]
+
+
+def unlink(name: str) -> None:
+    """Remove channel ``name`` from ``/dev/shm`` (processes that have it open keep working)."""
+    check_name(name)
+    rc = lib.shmchan_unlink(name.encode())
+    if rc:
+        raise_for(rc, f"cannot unlink channel {name!r}", filename=name)
+
+
+def is_stale(name: str) -> bool:
+    """Whether channel ``name`` is stale: no process holds it open any more (its creator and every
+    peer are gone) and it has not changed for 100 ms. Raises :class:`ChannelNotFoundError` if
+    there is no such channel."""
+    check_name(name)
+    rc = lib.shmchan_is_stale(name.encode())
+    if rc < 0:
+        raise_for(rc, f"cannot tell whether channel {name!r} is stale", filename=name)
+    return bool(rc == 1)
+
+
+def reclaim_stale(name: str) -> bool:
+    """Remove channel ``name`` if it is stale and return True; return False (and touch nothing) if
+    some process holds it. Raises :class:`ChannelNotFoundError` if there is no such channel."""
+    check_name(name)
+    rc = lib.shmchan_reclaim_stale(name.encode())
+    if rc == -errno.EBUSY:
+        return False
+    if rc < 0:
+        raise_for(rc, f"cannot reclaim channel {name!r}", filename=name)
+    return True
+
+
+def cleanup_stale(*, dry_run: bool = False) -> list[str]:
+    """Remove every stale channel in ``/dev/shm`` (no process holds it open) and return their
+    names; with ``dry_run`` only list them. A channel in use is never touched."""
+    found = []
+    for entry in sorted(os.listdir("/dev/shm")):
+        if not entry.startswith("shmchan."):
+            continue
+        name = entry[len("shmchan.") :]
+        try:
+            check_name(name)
+        except ValueError:
+            continue
+        if dry_run:
+            if lib.shmchan_is_stale(name.encode()) == 1:
+                found.append(name)
+        elif lib.shmchan_reclaim_stale(name.encode()) == 0:
+            found.append(name)
+    return found

@@ -1,0 +1,7 @@
+"""``python -m shmchan.cli``: the ``shmchan`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
