@@ -130,6 +130,7 @@ class Channel:
 
     __slots__ = (
         "__weakref__",
+        "_chinfo",
         "_closed",
         "_creator",
         "_descriptor",
@@ -170,6 +171,15 @@ class Channel:
                 self._m.close()
                 raise_for(rc, "cannot read the channel descriptor")
             self._descriptor = ffi.buffer(buf, lenp[0])[:]
+        self._chinfo: _schema.ChannelInfo | bool | None = False  # False: not decoded yet
+        if not creator:
+            # A ChannelInfo that does not verify or contradicts the header is refused here, before
+            # anything uses the channel (R47, R48); an opaque descriptor is no ChannelInfo at all.
+            try:
+                self._chinfo = _schema.channel_info(self)
+            except BaseException:
+                self._m.close()
+                raise
         self._finalizer = weakref.finalize(
             self,
             _handle.on_collect,
@@ -496,8 +506,12 @@ class Channel:
 
     @property
     def info(self) -> _schema.ChannelInfo | None:
-        """The descriptor decoded as a ChannelInfo (None when the channel has no descriptor)."""
-        return _schema.channel_info(self)
+        """The descriptor decoded as a ChannelInfo, checked against the header when this handle
+        opened (None when the channel has no descriptor, or one that is not a ChannelInfo)."""
+        if self._chinfo is False:
+            self._chinfo = _schema.channel_info(self)
+        assert self._chinfo is not True
+        return self._chinfo
 
     @property
     def is_creator(self) -> bool:

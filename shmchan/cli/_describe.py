@@ -114,7 +114,8 @@ def _schema_json(ch: Channel) -> tuple[JsonDict | None, str | None]:
         info = ch.info
     except (S.DecodeError, E.ShmchanError, ValueError) as exc:
         return {"descriptor_size": len(ch.descriptor), "channel_info": False}, _error_text(exc)
-    assert info is not None
+    if info is None:  # opaque bytes, not a ChannelInfo
+        return {"descriptor_size": len(ch.descriptor), "channel_info": False}, None
     p = info.payload
     err = None
     if info.kind != _kind(ch):
