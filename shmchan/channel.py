@@ -35,8 +35,8 @@ from . import schema as _schema
 from ._binding import diag_text, ffi, lib, raise_for
 from ._handle import Reader
 from ._names import check_geometry, check_name
-from ._stale import cleanup_stale, is_stale, reclaim_stale, unlink
-from .server import ChannelServer
+from ._stale import cleanup_stale, is_stale, not_a_file, reclaim_stale, unlink
+from .server import ChannelServer, receive_fd
 
 __all__ = [
     "Channel",
@@ -268,7 +268,9 @@ class Channel:
             detail = diag_text(diag)
             if rc == -errno.EEXIST:
                 detail = "the name is taken by a channel in use (or being created)"
-                if not is_file and lib.shmchan_is_stale(where.encode()) == 1:
+                if (other := not_a_file(where, is_file)) is not None:
+                    detail = f"the name is taken by {other}, not a channel"
+                elif not is_file and lib.shmchan_is_stale(where.encode()) == 1:
                     detail = ("the name is held by a stale channel: no process has it open (its creator "
                               "died?); pass reclaim_stale=True or call shmchan.cleanup_stale()")
             raise_for(rc, f"cannot create channel {where!r}", detail, where)
@@ -325,6 +327,9 @@ class Channel:
             detail = diag_text(diag)
             if rc == -errno.ENOENT:
                 detail = "no such channel" + (f" (waited {timeout} s for it to appear)" if tns else "")
+            elif (other := not_a_file(where, is_file)) is not None:
+                raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, "
+                                                 "not a channel")
             raise_for(rc, f"cannot open channel {where!r}", detail, where)
         kind = lib.shmchan_kind(out[0])
         klass = _KIND_CLASSES.get(kind, Channel)
@@ -373,17 +378,22 @@ class Channel:
     @classmethod
     def connect(cls, path: str | os.PathLike[str], *, timeout: float | None = 2.0,
                 allow_foreign: bool = False) -> Channel:
-        """Attach to a sealed channel served at the Unix socket ``path`` (see :meth:`serve`)."""
-        p = os.fsencode(path)
+        """Attach to a sealed channel served at the Unix socket ``path`` (see :meth:`serve`).
+
+        The whole exchange (connecting, receiving the descriptor, attaching) takes at most
+        ``timeout`` seconds (None: no limit), even when the listener never accepts. Raises
+        :class:`ChannelTimeoutError`, :class:`ChannelNotFoundError` (no socket at ``path``),
+        :class:`IncompatibleChannelError` (the server sent something else than one channel
+        descriptor; whatever it sent is closed), and the errors of :meth:`from_fd`."""
+        p = os.fsdecode(path)
         tns = _core.seconds_to_ns(timeout)
-        out = ffi.new("shmchan_channel **")
-        diag = ffi.new("struct shmchan_diag *")
-        flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
-        rc = lib.shmchan_connect(p, tns, flags, out, diag)
-        if rc:
-            raise_for(rc, f"cannot connect to a sealed channel at {os.fsdecode(p)!r}", diag_text(diag),
-                      os.fsdecode(p))
-        return cls(out[0], None, None, creator=False, persist=True)
+        start = time.monotonic_ns()
+        fd = receive_fd(p, None if tns < 0 else tns / 1e9)
+        try:
+            left = None if tns < 0 else max(tns - (time.monotonic_ns() - start), 0) / 1e9
+            return cls.from_fd(fd, timeout=left, allow_foreign=allow_foreign)
+        finally:
+            os.close(fd)
 
     @classmethod
     def from_fd(cls, fd: int, *, timeout: float | None = 2.0, allow_foreign: bool = False) -> Channel:
