@@ -27,6 +27,7 @@ from ._common import (
 )
 from ._describe import (
     _kind,
+    check_positions,
 )
 
 
@@ -195,6 +196,7 @@ def cmd_hz(args: argparse.Namespace) -> int:
                 elif isinstance(ch, State):
                     rep = hz_report_state(prev, cur)
                 else:
+                    check_positions(ch, cur.st)  # a corrupt header is an error, not a fill of 2**64-1
                     rep = hz_report(prev, cur)
                 prev = cur
                 n += 1
