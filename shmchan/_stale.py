@@ -29,6 +29,13 @@ def not_a_file(where: str, is_file: bool) -> str | None:
     return next((text for test, text in _NOT_FILES if test(mode)), None)
 
 
+def _refuse_non_file(name: str, what: str) -> None:
+    """Look before the core opens the name: opening a FIFO can block, and a directory or socket is
+    no channel. (The core refuses them too; this gives the precise error in every case.)"""
+    if (other := not_a_file(name, False)) is not None:
+        raise E.IncompatibleChannelError(f"{what}: the name holds {other}, not a channel")
+
+
 def _raise(rc: int, what: str, name: str) -> NoReturn:
     if (other := not_a_file(name, False)) is not None:
         raise E.IncompatibleChannelError(f"{what}: the name holds {other}, not a channel")
@@ -48,6 +55,7 @@ def is_stale(name: str) -> bool:
     peer are gone) and it has not changed for 100 ms. Raises :class:`ChannelNotFoundError` if
     there is no such channel."""
     check_name(name)
+    _refuse_non_file(name, f"cannot tell whether channel {name!r} is stale")
     rc = lib.shmchan_is_stale(name.encode())
     if rc < 0:
         _raise(rc, f"cannot tell whether channel {name!r} is stale", name)
@@ -58,6 +66,7 @@ def reclaim_stale(name: str) -> bool:
     """Remove channel ``name`` if it is stale and return True; return False (and touch nothing) if
     some process holds it. Raises :class:`ChannelNotFoundError` if there is no such channel."""
     check_name(name)
+    _refuse_non_file(name, f"cannot reclaim channel {name!r}")
     rc = lib.shmchan_reclaim_stale(name.encode())
     if rc == -errno.EBUSY:
         return False
@@ -78,6 +87,8 @@ def cleanup_stale(*, dry_run: bool = False) -> list[str]:
             check_name(name)
         except ValueError:
             continue
+        if not_a_file(name, False) is not None:
+            continue  # not a channel: never opened, never removed
         if dry_run:
             if lib.shmchan_is_stale(name.encode()) == 1:
                 found.append(name)

@@ -311,6 +311,8 @@ class Channel:
         diag = ffi.new("struct shmchan_diag *")
         start = time.monotonic_ns()
         pause = _OPEN_POLL_S[0]
+        if (other := not_a_file(where, is_file)) is not None:  # opening a FIFO could block
+            raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, not a channel")
         while True:
             left = -1 if tns < 0 else max(tns - (time.monotonic_ns() - start), 0)
             if is_file:

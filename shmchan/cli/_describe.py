@@ -183,7 +183,14 @@ def _place_json(p: ReaderPlace, head: int, capacity: int, policy: str) -> JsonDi
 def check_positions(ch: Channel, st: ChannelStats) -> None:
     """Refuse SPSC positions no channel can have (a peer's bytes, or a damaged header): the tools
     report them as an error instead of printing a fill of 2**64-1 or a negative one."""
-    if not isinstance(ch, Broadcast) and _kind(ch) == "spsc" and not 0 <= st.head - st.tail <= ch.capacity:
+    if isinstance(ch, Broadcast):
+        lapped_ok = ch.policy == "overwrite"  # the writer may lap a reader; it never passes one otherwise
+        for p in ch.readers():
+            if p.state == "attached" and p.alive and (
+                    p.position > st.head or (not lapped_ok and st.head - p.position > ch.capacity)):
+                raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
+                                            f"reader {p.index} at {p.position} for {ch.capacity} slots")
+    elif _kind(ch) == "spsc" and not 0 <= st.head - st.tail <= ch.capacity:
         raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
                                     f"tail {st.tail} for {ch.capacity} slots")
 

@@ -192,6 +192,7 @@ def cmd_hz(args: argparse.Namespace) -> int:
                 time.sleep(max(prev.t + args.interval - time.monotonic(), 0))
                 cur = _sample(ch)
                 if isinstance(ch, Broadcast):
+                    check_positions(ch, cur.st)
                     rep = hz_report_broadcast(prev, cur, ch.capacity, ch.policy)
                 elif isinstance(ch, State):
                     rep = hz_report_state(prev, cur)
