@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -155,10 +156,65 @@ static int recv_fd(int sock, int64_t deadline, int *fd)
 		return -errno;
 	c = CMSG_FIRSTHDR(&msg);
 	if (n != 1 || byte != 'S' || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+	    c->cmsg_len != CMSG_LEN(sizeof(int)) || CMSG_NXTHDR(&msg, c)) {
+		/* not one channel descriptor: close whatever the peer sent, so a server answering
+		 * garbage cannot make us leak a descriptor per attempt */
+		for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			size_t k, nfd;
+
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0))
+				continue;
+			nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (k = 0; k < nfd; k++) {
+				int bad;
+
+				memcpy(&bad, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+				close(bad);
+			}
+		}
 		return -EPROTO;
+	}
 	memcpy(fd, CMSG_DATA(c), sizeof(int));
 	return 0;
+}
+
+/*
+ * Connects without ever blocking past the deadline: a listener that never accepts (its backlog
+ * full) makes a blocking connect(2) on a Unix socket wait for ever; a non-blocking one says EAGAIN,
+ * and we try again every millisecond until the deadline.
+ */
+static int connect_until(int sock, const struct sockaddr_un *addr, int64_t deadline)
+{
+	for (;;) {
+		if (connect(sock, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
+			return 0;
+		if (errno == EINPROGRESS) {
+			struct pollfd p = {sock, POLLOUT, 0};
+			int64_t left = deadline - shmchan_now_ns();
+			int r, err = 0;
+			socklen_t len = sizeof(err);
+
+			if (left <= 0)
+				return -ETIMEDOUT;
+			r = poll(&p, 1, left > 1000000000 ? 1000 : (int)(left / 1000000 + 1));
+			if (r < 0 && errno != EINTR)
+				return -errno;
+			if (r <= 0)
+				continue;
+			if (getsockopt(sock, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+				return -errno;
+			return err ? -err : 0;
+		}
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (shmchan_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		{
+			struct timespec ms = {0, 1000000};
+
+			nanosleep(&ms, NULL);
+		}
+	}
 }
 
 int shmchan_memfd_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
@@ -177,12 +233,13 @@ int shmchan_memfd_connect(const char *path, int64_t timeout_ns, uint32_t flags, 
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
 	strcpy(addr.sun_path, path);
-	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (sock < 0)
 		return -errno;
-	if (connect(sock, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-		rc = -errno;
-		shmchan_diagf(diag, "cannot connect to %s: %s", path, strerror(errno));
+	rc = connect_until(sock, &addr, deadline);
+	if (rc) {
+		shmchan_diagf(diag, "cannot connect to %s: %s", path,
+			      rc == -ETIMEDOUT ? "the listener did not accept in time" : strerror(-rc));
 		goto out;
 	}
 	rc = recv_fd(sock, deadline, &fd);

@@ -65,7 +65,10 @@ static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
 /* What kind of thing a non-regular file is, for a diagnostic. */
 static const char *file_type(mode_t m)
 {
-	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink"
+	return S_ISFIFO(m)   ? "a FIFO"
+	       : S_ISDIR(m)  ? "a directory"
+	       : S_ISSOCK(m) ? "a socket"
+	       : S_ISLNK(m)  ? "a symbolic link"
 	       : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
 }
 

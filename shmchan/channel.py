@@ -20,6 +20,7 @@ Handles may be used from several threads (see :class:`Reader` and :class:`Writer
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import time
 import weakref
@@ -35,8 +36,8 @@ from . import schema as _schema
 from ._binding import diag_text, ffi, lib, raise_for
 from ._handle import Reader
 from ._names import check_geometry, check_name
-from ._stale import cleanup_stale, is_stale, reclaim_stale, unlink
-from .server import ChannelServer
+from ._stale import cleanup_stale, is_stale, not_a_file, reclaim_stale, unlink
+from .server import ChannelServer, receive_fd
 
 __all__ = [
     "Channel",
@@ -130,6 +131,7 @@ class Channel:
 
     __slots__ = (
         "__weakref__",
+        "_chinfo",
         "_closed",
         "_creator",
         "_descriptor",
@@ -170,6 +172,15 @@ class Channel:
                 self._m.close()
                 raise_for(rc, "cannot read the channel descriptor")
             self._descriptor = ffi.buffer(buf, lenp[0])[:]
+        self._chinfo: _schema.ChannelInfo | bool | None = False  # False: not decoded yet
+        if not creator:
+            # A ChannelInfo that does not verify or contradicts the header is refused here, before
+            # anything uses the channel (R47, R48); an opaque descriptor is no ChannelInfo at all.
+            try:
+                self._chinfo = _schema.channel_info(self)
+            except BaseException:
+                self._m.close()
+                raise
         self._finalizer = weakref.finalize(
             self,
             _handle.on_collect,
@@ -258,7 +269,9 @@ class Channel:
             detail = diag_text(diag)
             if rc == -errno.EEXIST:
                 detail = "the name is taken by a channel in use (or being created)"
-                if not is_file and lib.shmchan_is_stale(where.encode()) == 1:
+                if (other := not_a_file(where, is_file)) is not None:
+                    detail = f"the name is taken by {other}, not a channel"
+                elif not is_file and lib.shmchan_is_stale(where.encode()) == 1:
                     detail = ("the name is held by a stale channel: no process has it open (its creator "
                               "died?); pass reclaim_stale=True or call shmchan.cleanup_stale()")
             raise_for(rc, f"cannot create channel {where!r}", detail, where)
@@ -298,6 +311,8 @@ class Channel:
         diag = ffi.new("struct shmchan_diag *")
         start = time.monotonic_ns()
         pause = _OPEN_POLL_S[0]
+        if (other := not_a_file(where, is_file)) is not None:  # opening a FIFO could block
+            raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, not a channel")
         while True:
             left = -1 if tns < 0 else max(tns - (time.monotonic_ns() - start), 0)
             if is_file:
@@ -315,6 +330,9 @@ class Channel:
             detail = diag_text(diag)
             if rc == -errno.ENOENT:
                 detail = "no such channel" + (f" (waited {timeout} s for it to appear)" if tns else "")
+            elif (other := not_a_file(where, is_file)) is not None:
+                raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, "
+                                                 "not a channel")
             raise_for(rc, f"cannot open channel {where!r}", detail, where)
         kind = lib.shmchan_kind(out[0])
         klass = _KIND_CLASSES.get(kind, Channel)
@@ -363,24 +381,32 @@ class Channel:
     @classmethod
     def connect(cls, path: str | os.PathLike[str], *, timeout: float | None = 2.0,
                 allow_foreign: bool = False) -> Channel:
-        """Attach to a sealed channel served at the Unix socket ``path`` (see :meth:`serve`)."""
-        p = os.fsencode(path)
+        """Attach to a sealed channel served at the Unix socket ``path`` (see :meth:`serve`).
+
+        The whole exchange (connecting, receiving the descriptor, attaching) takes at most
+        ``timeout`` seconds (None: no limit), even when the listener never accepts. Raises
+        :class:`ChannelTimeoutError`, :class:`ChannelNotFoundError` (no socket at ``path``),
+        :class:`IncompatibleChannelError` (the server sent something else than one channel
+        descriptor; whatever it sent is closed), and the errors of :meth:`from_fd`."""
+        p = os.fsdecode(path)
         tns = _core.seconds_to_ns(timeout)
-        out = ffi.new("shmchan_channel **")
-        diag = ffi.new("struct shmchan_diag *")
-        flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
-        rc = lib.shmchan_connect(p, tns, flags, out, diag)
-        if rc:
-            raise_for(rc, f"cannot connect to a sealed channel at {os.fsdecode(p)!r}", diag_text(diag),
-                      os.fsdecode(p))
-        return cls(out[0], None, None, creator=False, persist=True)
+        start = time.monotonic_ns()
+        fd = receive_fd(p, None if tns < 0 else tns / 1e9)
+        try:
+            left = None if tns < 0 else max(tns - (time.monotonic_ns() - start), 0) / 1e9
+            return cls.from_fd(fd, timeout=left, allow_foreign=allow_foreign)
+        finally:
+            os.close(fd)
 
     @classmethod
     def from_fd(cls, fd: int, *, timeout: float | None = 2.0, allow_foreign: bool = False) -> Channel:
         """Attach to a sealed channel from a file descriptor its creator sent (for example with
         ``socket.recv_fds``). The descriptor is re-opened: the caller still owns and closes ``fd``.
-        An fd that is not sealed against shrinking and growing raises :class:`ChannelPermissionError`."""
+        An fd that is not sealed against shrinking and growing, or that is sealed against writing
+        (``F_SEAL_WRITE``, ``F_SEAL_FUTURE_WRITE``: no peer could write its positions), raises
+        :class:`ChannelPermissionError`."""
         tns = _core.seconds_to_ns(timeout)
+        _refuse_write_seals(fd)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
@@ -496,8 +522,12 @@ class Channel:
 
     @property
     def info(self) -> _schema.ChannelInfo | None:
-        """The descriptor decoded as a ChannelInfo (None when the channel has no descriptor)."""
-        return _schema.channel_info(self)
+        """The descriptor decoded as a ChannelInfo, checked against the header when this handle
+        opened (None when the channel has no descriptor, or one that is not a ChannelInfo)."""
+        if self._chinfo is False:
+            self._chinfo = _schema.channel_info(self)
+        assert self._chinfo is not True
+        return self._chinfo
 
     @property
     def is_creator(self) -> bool:
@@ -651,6 +681,22 @@ def _config(size: int, cap: int, align: int, msync: str, mode: int, descriptor: 
         cfg.descriptor = keep
         cfg.descriptor_size = len(keep)
     return cfg, keep
+
+
+_F_SEAL_WRITES = ((0x0008, "F_SEAL_WRITE"), (0x0010, "F_SEAL_FUTURE_WRITE"))
+
+
+def _refuse_write_seals(fd: int) -> None:
+    """A channel's memory is written by both sides (positions, lengths, liveness): a memfd sealed
+    against writing can never be one. Said plainly here instead of an EPERM from ``mmap``."""
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        return  # not a memfd: the core says "not sealed"
+    named = [text for bit, text in _F_SEAL_WRITES if seals & bit]
+    if named:
+        raise E.ChannelPermissionError(errno.EPERM, f"cannot attach to the sealed channel of fd {fd}: it is sealed "
+                                       f"against writing ({'|'.join(named)}), and a channel's peers must write it")
 
 
 def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, bool]:

@@ -17,6 +17,7 @@ __all__ = [
     "IncompatibleChannelError",
     "LappedError",
     "MessageReleasedError",
+    "ObjectDtypeError",
     "PeerDeadError",
     "ShmchanError",
 ]
@@ -60,6 +61,12 @@ class ChannelBusyError(ShmchanError):
 
 class IncompatibleChannelError(ShmchanError):
     """The object is not a shmchan channel, is not initialised, or has an incompatible layout."""
+
+
+class ObjectDtypeError(ValueError, IncompatibleChannelError):
+    """A numpy dtype that holds Python object references (itself, a record field or a sub-array
+    element) for a state board: refused by ``State.create``, and by ``State.open`` when a peer's
+    descriptor names one. Bytes from shared memory never become object pointers."""
 
 
 class CorruptChannelError(ShmchanError):

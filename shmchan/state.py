@@ -36,17 +36,48 @@ def _descr_text(dt: np.dtype[Any]) -> str:
     return repr((np.lib.format.dtype_to_descr(base), tuple(shape)))
 
 
-def _dtype_of_descr(text: str) -> np.dtype[Any]:
+def _holds_objects(dt: np.dtype[Any]) -> bool:
+    """Whether values of ``dt`` hold Python object references anywhere: itself, a record field or a
+    sub-array element, at any depth. Such values can never be built from (or put into) shared bytes:
+    a peer's bytes would become object pointers."""
+    if dt.hasobject or dt.kind == "O":
+        return True
+    if dt.subdtype is not None and _holds_objects(dt.subdtype[0]):
+        return True
+    fields: Any = dt.fields or {}
+    return any(_holds_objects(f[0]) for f in fields.values())
+
+
+def _shareable(dt: np.dtype[Any], where: str) -> np.dtype[Any]:
+    if _holds_objects(dt):
+        raise E.ObjectDtypeError(f"{where}: dtype {dt} holds Python objects, which cannot live in shared memory")
+    return dt
+
+
+def _dtype_of_descr(text: str, where: str) -> np.dtype[Any]:
+    """The dtype a peer wrote as ``repr((descr, shape))``: parsed as a literal, never evaluated."""
     try:
         descr, shape = ast.literal_eval(text)
         base = np.lib.format.descr_to_dtype(descr)
         dt = np.dtype((base, tuple(shape))) if shape else base
-    except (ValueError, SyntaxError, TypeError, MemoryError) as exc:
-        raise E.IncompatibleChannelError(f"state board with an unreadable numpy dtype {text!r}: {exc}") from exc
-    if dt.hasobject:
-        # bytes from shared memory must never become Python object pointers
-        raise E.IncompatibleChannelError(f"state board with dtype {dt}, which holds Python objects: refused")
-    return dt
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError, OverflowError) as exc:
+        raise E.IncompatibleChannelError(f"state board {where!r} with an unreadable numpy dtype {text[:200]!r}: "
+                                         f"{exc}") from exc
+    return _shareable(dt, f"state board {where!r}")
+
+
+def _dtype_of_hint(dtype: np.dtype[Any], shape: tuple[int, ...] | None, where: str) -> np.dtype[Any]:
+    """The dtype of a board described only by the tensor hints (element type and shape)."""
+    if not shape:
+        return dtype
+    if any(d < 0 for d in shape):
+        raise E.IncompatibleChannelError(f"state board {where!r} with a value of shape {shape}: a board's value "
+                                         "has a fixed shape")
+    try:
+        return np.dtype((dtype, shape))
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise E.IncompatibleChannelError(f"state board {where!r} with a value of {dtype} of shape {shape}: "
+                                         f"{exc}") from exc
 
 
 class State(Channel):
@@ -62,22 +93,28 @@ class State(Channel):
         self._dtype: np.dtype[Any] | None = None
         self._payload: _schema.PayloadSchema | None = None
         try:
-            info = self.info
-        except Exception:
-            self.close()
+            self._dtype = self._value_dtype()
+        except BaseException:
+            self.close()  # a refused board keeps nothing open
             raise
-        if info is not None:
-            self._payload = info.payload
-            if info.numpy_descr is not None:
-                self._dtype = _dtype_of_descr(info.numpy_descr)
-            elif info.dtype is not None:
-                shape = tuple(info.shape or ())
-                self._dtype = np.dtype((info.dtype, shape)) if shape else info.dtype
-        if self._dtype is not None and self._dtype.itemsize != self.slot_size:
-            size = self.slot_size
-            self.close()
-            raise E.CorruptChannelError(f"state board of dtype {self._dtype} ({self._dtype.itemsize} bytes) "
-                                        f"with values of {size} bytes")
+
+    def _value_dtype(self) -> np.dtype[Any] | None:
+        """The value's dtype from the descriptor (None for FlatBuffers and raw boards), checked."""
+        info = self.info
+        if info is None:
+            return None
+        self._payload = info.payload
+        where = self._where()
+        if info.numpy_descr is not None:
+            dt = _dtype_of_descr(info.numpy_descr, where)
+        elif info.dtype is not None:
+            dt = _dtype_of_hint(info.dtype, info.shape, where)
+        else:
+            return None
+        if dt.itemsize != self.slot_size:
+            raise E.CorruptChannelError(f"state board {where!r} of dtype {dt} ({dt.itemsize} bytes) "
+                                        f"with values of {self.slot_size} bytes")
+        return dt
 
     @classmethod
     def create(  # type: ignore[override]
@@ -109,8 +146,7 @@ class State(Channel):
             dt = np.dtype(dtype)
             if dt.itemsize == 0:
                 raise ValueError(f"dtype {dt} has no size")
-            if dt.hasobject:
-                raise ValueError(f"dtype {dt} holds Python objects, which cannot be shared between processes")
+            _shareable(dt, "State.create")
             if max_size is not None and max_size != dt.itemsize:
                 raise ValueError(f"max_size {max_size} differs from the dtype's size {dt.itemsize}")
             size = dt.itemsize

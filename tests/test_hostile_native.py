@@ -205,7 +205,7 @@ def test_something_else_at_the_name_is_refused_without_hanging(unique_name: str,
         assert r.returncode == 0, r.stderr[-2000:]
         lines = r.stdout.splitlines()
         assert lines[0].startswith("open IncompatibleChannelError |"), lines
-        said = {"fifo": "is a FIFO", "dir": "is a directory", "socket": "is a socket", "symlink": "is a symlink"}
+        said = {"fifo": "a FIFO", "dir": "a directory", "socket": "a socket", "symlink": "a symbolic link"}
         assert said[kind] in lines[0], lines
         assert lines[1].startswith("is_stale IncompatibleChannelError |"), lines
         assert lines[2].startswith("create ChannelExistsError |"), lines
@@ -229,7 +229,7 @@ def test_file_backed_channels_refuse_symlinks_and_survive_truncation(tmp_path: P
     with shmchan.Channel.create(path=real, slot_size=8192, capacity=2, persist=False) as ch:
         link.symlink_to(real)
         os.mkfifo(fifo)
-        for p, what in ((link, "is a symlink"), (fifo, "is a FIFO")):
+        for p, what in ((link, "a symbolic link"), (fifo, "a FIFO")):
             with pytest.raises(shmchan.IncompatibleChannelError, match=what):
                 shmchan.Channel.open(path=p, timeout=0.5)
         ch.writer().send(b"y" * 8192)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Hostile peers, round two: what a peer or a local user can write or put at a name never crashes,
    hangs or silently corrupts the core. Each case runs in a forked child with a watchdog. */
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -201,7 +203,7 @@ static void fifo_dir_socket_symlink_at_the_name_are_refused(void)
 	t_shm_path(path, sizeof(path), link);
 	t_shm_path(target, sizeof(target), real);
 	CHECK(symlink(target, path) == 0);
-	check_refused(link, "a symlink");
+	check_refused(link, "a symbolic link");
 	CHECK_RC(shmchan_channel_unlink(ch), 0);
 	shmchan_close(ch);
 }
@@ -222,7 +224,7 @@ static void file_paths_refuse_symlinks_and_fifos(void)
 	CHECK(symlink(real, link) == 0);
 	CHECK(mkfifo(fifo, 0600) == 0);
 	CHECK_RC(shmchan_open_file(link, 0, &other, &diag), -SHMCHAN_ENOTREG);
-	CHECK(strstr(diag.message, "symlink") != NULL);
+	CHECK(strstr(diag.message, "symbolic link") != NULL);
 	CHECK_RC(shmchan_open_file(fifo, 0, &other, &diag), -SHMCHAN_ENOTREG);
 	CHECK(strstr(diag.message, "FIFO") != NULL);
 	CHECK_RC(shmchan_create_file(link, &cfg, &other, NULL), -EEXIST);
@@ -684,6 +686,107 @@ static void storm_state(void)
 	storm(SHMCHAN_KIND_STATE, 0);
 }
 
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	CHECK(d != NULL);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * shmchan_connect to a listener that never accepts (its backlog full) returned only when the
+ * listener went away: a blocking connect(2). And a server answering something else than one
+ * channel descriptor made it leak what it sent, one descriptor per attempt.
+ */
+static void connect_never_blocks_and_closes_a_bad_answer(void)
+{
+	struct sockaddr_un sa;
+	struct shmchan_diag diag;
+	shmchan_channel *ch = NULL;
+	int lst, fillers[256], nfill = 0, before, i;
+	int64_t t0;
+	pid_t pid;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/shmchan-ctest-%d.sock", (int)getpid());
+	unlink(sa.sun_path);
+	lst = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(lst >= 0);
+	CHECK(bind(lst, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(lst, 0) == 0);
+	while (nfill < 256) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		CHECK(s >= 0);
+		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(s);
+			break;
+		}
+		fillers[nfill++] = s;
+	}
+	t0 = t_now_ns();
+	memset(&diag, 0, sizeof(diag));
+	CHECK_RC(shmchan_connect(sa.sun_path, T_MS(300), 0, &ch, &diag), -ETIMEDOUT);
+	CHECK_MSG(t_now_ns() - t0 < T_MS(3000), "took %.0f ms", t_ms(t_now_ns() - t0));
+	for (i = 0; i < nfill; i++) {
+		int c = accept(lst, NULL, NULL); /* empty the backlog for the server below */
+
+		CHECK(c >= 0);
+		close(c);
+		close(fillers[i]);
+	}
+
+	/* a server that answers "X" and a descriptor, five times */
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		for (i = 0; i < 5; i++) {
+			int c = accept(lst, NULL, NULL), devnull = open("/dev/null", O_RDONLY);
+			char byte = 'X';
+			struct iovec iov = {&byte, 1};
+			union {
+				char buf[CMSG_SPACE(sizeof(int))];
+				struct cmsghdr align;
+			} u;
+			struct msghdr msg;
+			struct cmsghdr *cm;
+
+			memset(&msg, 0, sizeof(msg));
+			msg.msg_iov = &iov;
+			msg.msg_iovlen = 1;
+			msg.msg_control = u.buf;
+			msg.msg_controllen = sizeof(u.buf);
+			cm = CMSG_FIRSTHDR(&msg);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(cm), &devnull, sizeof(int));
+			if (c < 0 || sendmsg(c, &msg, MSG_NOSIGNAL) != 1)
+				_exit(1);
+			close(devnull);
+			close(c);
+		}
+		_exit(0);
+	}
+	close(lst);
+	before = open_fds();
+	for (i = 0; i < 5; i++)
+		CHECK_RC(shmchan_connect(sa.sun_path, T_MS(2000), 0, &ch, &diag), -EPROTO);
+	CHECK_MSG(open_fds() == before, "%d descriptors open, %d before", open_fds(), before);
+	{
+		int st = 0;
+
+		CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	unlink(sa.sun_path);
+}
+
 int main(void)
 {
 	int failures = 0;
@@ -701,6 +804,8 @@ int main(void)
 	failures += t_case("killed_sleeping_broadcast_reader", killed_sleeping_broadcast_reader, 20);
 	failures += t_case("sparse_object_is_refused_before_mapping", sparse_object_is_refused_before_mapping, 10);
 	failures += t_case("readers_map_slots_read_only", readers_map_slots_read_only, 10);
+	failures += t_case("connect_never_blocks_and_closes_a_bad_answer",
+			   connect_never_blocks_and_closes_a_bad_answer, 20);
 	failures += t_case("storm_spsc", storm_spsc, 30);
 	failures += t_case("storm_broadcast_block", storm_broadcast_block, 30);
 	failures += t_case("storm_broadcast_overwrite", storm_broadcast_overwrite, 30);

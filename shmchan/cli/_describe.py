@@ -115,7 +115,8 @@ def _schema_json(ch: Channel) -> tuple[JsonDict | None, str | None]:
         info = ch.info
     except (S.DecodeError, E.ShmchanError, ValueError) as exc:
         return {"descriptor_size": len(ch.descriptor), "channel_info": False}, _error_text(exc)
-    assert info is not None
+    if info is None:  # opaque bytes, not a ChannelInfo
+        return {"descriptor_size": len(ch.descriptor), "channel_info": False}, None
     p = info.payload
     err = None
     if info.kind != _kind(ch):
@@ -180,6 +181,21 @@ def _place_json(p: ReaderPlace, head: int, capacity: int, policy: str) -> JsonDi
     }
 
 
+def check_positions(ch: Channel, st: ChannelStats) -> None:
+    """Refuse SPSC positions no channel can have (a peer's bytes, or a damaged header): the tools
+    report them as an error instead of printing a fill of 2**64-1 or a negative one."""
+    if isinstance(ch, Broadcast):
+        lapped_ok = ch.policy == "overwrite"  # the writer may lap a reader; it never passes one otherwise
+        for p in ch.readers():
+            if p.state == "attached" and p.alive and (
+                    p.position > st.head or (not lapped_ok and st.head - p.position > ch.capacity)):
+                raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
+                                            f"reader {p.index} at {p.position} for {ch.capacity} slots")
+    elif _kind(ch) == "spsc" and not 0 <= st.head - st.tail <= ch.capacity:
+        raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
+                                    f"tail {st.tail} for {ch.capacity} slots")
+
+
 def _ring_range(ch: Channel) -> tuple[int, int]:
     """The positions ``[first, end)`` whose messages the ring holds now (what tail can show):
     SPSC, ``[tail, head)``; broadcast, the newest messages whether read or not (as inspect says)."""
@@ -196,6 +212,7 @@ def describe(ch: Channel, *, full: bool = False) -> JsonDict:
     kind = _kind(ch)
     places = ch.readers() if isinstance(ch, Broadcast) else []  # before stats: positions <= head
     st = ch.stats()
+    check_positions(ch, st)
     sch, sch_err = _schema_json(ch)
     now = time.time()
     d: JsonDict = {
@@ -341,9 +358,15 @@ def list_channels(all_users: bool = False) -> list[JsonDict]:
             "owner": None if st is None else _user(st.st_uid),
             "mode": None if st is None else f"{stat_mod.S_IMODE(st.st_mode):04o}",
             "file_size": None if st is None else st.st_size,
-            "stale": is_stale(name),
+            "stale": False,
             "error": None,
         }
+        try:
+            row["stale"] = is_stale(name)
+        except (E.ShmchanError, OSError, ValueError) as exc:  # not a channel at all (a FIFO, a directory)
+            row["error"] = _error_text(exc)
+            out.append(row)
+            continue
         try:
             ch = Channel.open(name, timeout=0, allow_foreign=all_users)
         except E.ChannelNotFoundError:

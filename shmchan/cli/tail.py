@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from .. import errors as E
 from ..broadcast import Broadcast
 from ..channel import Channel
 from ..state import State
@@ -29,8 +30,11 @@ from ._describe import (
     _ring_range,
     _state_value_json,
     _value_line,
+    check_positions,
     summarize,
 )
+
+_STUCK_LOOKS = 10_000  # looks at one position the writer keeps "rewriting" before tail calls it corrupt
 
 
 def _tail_line(pos: int, m: JsonDict) -> str:
@@ -58,6 +62,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) -> None:
     """tail of a SPSC or broadcast ring: copies of the messages it holds, oldest first."""
     kind, schema_name = _payload_kind(ch)
+    check_positions(ch, ch.stats())
     first, end = _ring_range(ch)
     if args.new:
         pos = end
@@ -68,7 +73,7 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
     why = ("overwritten by the writer" if isinstance(ch, Broadcast) else "released by the reader") + \
         " before tail could copy them"
     stop = None if args.follow else end  # without --follow: what the ring holds now, not what comes
-    printed = unseen = 0
+    printed = unseen = stuck = 0
     retries = 1000  # snapshots of a ring whose writer overwrote all before tail copied one
     try:
         while args.count is None or printed < args.count:
@@ -92,7 +97,16 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
                 if first > pos:  # gone (released, or overwritten) before we looked
                     unseen += (first if stop is None else min(first, stop)) - pos
                     pos = first
-                continue  # else the writer was rewriting it: look again
+                    stuck = 0
+                    continue
+                # else the writer was rewriting it: look again, but not for ever (a head a peer set
+                # far beyond anything written makes a position that never becomes readable)
+                stuck += 1
+                if stuck > _STUCK_LOOKS:
+                    raise E.CorruptChannelError(f"channel {ch._where()!r}: position {pos} stays unreadable "
+                                                f"(head {ch.stats().head}): impossible positions")
+                continue
+            stuck = 0
             m = summarize(data, None if kind == "other" else kind, args.bytes)
             if kind == "other":
                 m["schema"] = schema_name

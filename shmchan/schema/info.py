@@ -312,34 +312,52 @@ def make_descriptor(
     return encode_channel_info(info)
 
 
-def channel_info(ch: Channel) -> ChannelInfo | None:
-    """The decoded descriptor of ``ch`` (None when it has none), checked against its header."""
-    data = ch.descriptor
-    if not data:
+def is_channel_info(data: bytes) -> bool:
+    """Whether descriptor bytes claim to be a ChannelInfo (its file identifier, ``SHCI``, at bytes
+    4-7). Other bytes are an opaque descriptor (docs/protocol.md R47): no ChannelInfo at all."""
+    return len(data) >= 8 and bytes(data[4:8]) == INFO_IDENT
+
+
+def check_channel_info(data: bytes, where: str, kind: str, geometry: tuple[int, int, int]) -> ChannelInfo | None:
+    """The ChannelInfo in descriptor ``data`` (None for an opaque descriptor), verified and checked
+    against the header's ``kind`` and ``(slot_size, capacity, slot_align)`` (R47, R48).
+
+    A descriptor that claims to be a ChannelInfo but does not verify, or that contradicts the header,
+    raises :class:`CorruptChannelError` (the decoding error is its cause): the same exception from
+    ``open``, ``open(schema=)`` and ``.info``."""
+    if not is_channel_info(data):
         return None
-    info = decode_channel_info(data)
-    kind = {1: "spsc", 2: "broadcast", 3: "state"}.get(int(ch._info["kind"]), "unknown")
+    try:
+        info = decode_channel_info(data)
+    except DecodeError as exc:
+        raise E.CorruptChannelError(f"channel {where!r}: {exc}") from exc
     if info.kind != kind:
         raise E.CorruptChannelError(
-            f"channel {ch._where()!r}: its ChannelInfo says it is a {info.kind} channel, its header {kind}")
-    if (info.slot_size, info.capacity, info.slot_align) != (ch.slot_size, ch.capacity, ch.slot_align):
+            f"channel {where!r}: its ChannelInfo says it is a {info.kind} channel, its header {kind}")
+    slot_size, capacity, slot_align = geometry
+    if (info.slot_size, info.capacity, info.slot_align) != geometry:
         raise E.CorruptChannelError(
-            f"channel {ch._where()!r}: its ChannelInfo says {info.capacity} slots of {info.slot_size} bytes "
-            f"aligned to {info.slot_align}, its header {ch.capacity} of {ch.slot_size} aligned to {ch.slot_align}")
+            f"channel {where!r}: its ChannelInfo says {info.capacity} slots of {info.slot_size} bytes "
+            f"aligned to {info.slot_align}, its header {capacity} of {slot_size} aligned to {slot_align}")
     return info
 
 
+def channel_info(ch: Channel) -> ChannelInfo | None:
+    """The decoded ChannelInfo of ``ch``, checked against its header: None when the channel has no
+    descriptor or an opaque one (not a ChannelInfo); :class:`CorruptChannelError` when it claims to be
+    one but is malformed or contradicts the header (see :func:`check_channel_info`)."""
+    kind = {1: "spsc", 2: "broadcast", 3: "state"}.get(int(ch._info["kind"]), "unknown")
+    return check_channel_info(ch.descriptor, ch._where(), kind, (ch.slot_size, ch.capacity, ch.slot_align))
+
+
 def check_channel_schema(ch: Channel, expected: SchemaSpec) -> None:
-    """Raise :class:`IncompatibleChannelError` unless ``ch`` carries a schema compatible with ``expected``."""
+    """Raise :class:`IncompatibleChannelError` unless ``ch`` carries a schema compatible with ``expected``
+    (:class:`CorruptChannelError` for a ChannelInfo that does not verify or agree with the header)."""
     want = resolve_schema(expected)
-    try:
-        info = channel_info(ch)
-    except DecodeError as exc:
-        raise E.IncompatibleChannelError(f"channel {ch._where()!r}: {exc}") from exc
+    info = channel_info(ch)  # CorruptChannelError for a ChannelInfo that does not verify or agree
     if info is None or info.payload is None:
-        raise E.IncompatibleChannelError(
-            f"channel {ch._where()!r} carries raw bytes (no payload schema in its descriptor); "
-            f"you expect {want.name}")
+        what = "no ChannelInfo descriptor" if info is None else "no payload schema in its ChannelInfo"
+        raise E.IncompatibleChannelError(f"channel {ch._where()!r} carries raw bytes ({what}); you expect {want.name}")
     check_compatible(info.payload, want, f"channel {ch._where()!r}")
 
 

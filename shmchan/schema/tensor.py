@@ -163,7 +163,12 @@ def decode_tensor(view: memoryview) -> TensorView:
         TENSOR.fail(f"{len(shape)} dimensions but {len(strides)} strides")
     if data_offset > n or data_size > n - data_offset:
         TENSOR.fail(f"tensor data [{data_offset}, +{data_size}) outside the message of {n} bytes")
-    if math.prod(shape) != 0:
+    count = math.prod(shape)
+    if count > data_size // dt.itemsize:
+        # every element needs its own bytes: a stride-0 shape such as (2**40,) over a few bytes would
+        # be a terabyte-sized array (a copy of it fills memory); a tensor is never bigger than its data
+        TENSOR.fail(f"shape {shape} of {dt} needs {count} elements, more than the {data_size} data bytes hold")
+    if count != 0:
         lo = sum((d - 1) * s for d, s in zip(shape, strides, strict=True) if s < 0)
         hi = sum((d - 1) * s for d, s in zip(shape, strides, strict=True) if s > 0) + dt.itemsize
         if lo < 0 or hi > data_size:

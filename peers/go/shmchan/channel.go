@@ -226,7 +226,7 @@ func fileType(mode uint32) string {
 	case unix.S_IFSOCK:
 		return "a socket"
 	case unix.S_IFLNK:
-		return "a symlink"
+		return "a symbolic link"
 	case unix.S_IFCHR, unix.S_IFBLK:
 		return "a device"
 	}
