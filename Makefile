@@ -68,8 +68,10 @@ ASAN_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" PYTHONMALLOC=malloc 
 	ASAN_OPTIONS=detect_leaks=0:handle_sigbus=0:abort_on_error=0:exitcode=99 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=98
 PYTEST_SANITIZE_ARGS ?=
-# the suite's own tools; tests that need an optional package (bench peers) skip without it
-ASAN_TEST_DEPS ?= 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100'
+# the suite's own tools; the package goes in with the extras its tests and README examples need
+# (media: PyAV and OpenCV; bridge: Zenoh; pyzmq for the bridge bench), so nothing skips here either
+ASAN_TEST_DEPS ?= 'pytest>=8' 'pytest-timeout>=2.3' 'hypothesis>=6.100' 'pyzmq>=25'
+ASAN_EXTRAS ?= [media,bridge]
 
 test-sanitize:
 	rm -rf $(ASAN_VENV)
@@ -77,7 +79,7 @@ test-sanitize:
 	mkdir -p $(ASAN_VENV)/src
 	tar --exclude='./.venv*' --exclude=./.git --exclude=./build --exclude='./csrc/build*' --exclude='*.so' \
 		--exclude='*.egg-info' --exclude=./shmchan/_shmchan_cffi.c -cf - . | tar -xf - -C $(ASAN_VENV)/src
-	SHMCHAN_SANITIZE=1 $(ASAN_VENV)/bin/pip install -q --no-cache-dir $(ASAN_VENV)/src $(ASAN_TEST_DEPS)
+	SHMCHAN_SANITIZE=1 $(ASAN_VENV)/bin/pip install -q --no-cache-dir '$(ASAN_VENV)/src$(ASAN_EXTRAS)' $(ASAN_TEST_DEPS)
 	$(ASAN_ENV) $(ASAN_VENV)/bin/python -c 'import shmchan._binding as b, sys; \
 		f = b.__file__; assert "site-packages" in f, f; \
 		so = open(b.lib.__file__ if hasattr(b.lib, "__file__") else sys.modules["shmchan._shmchan_cffi"].__file__, "rb").read(); \
