@@ -30,7 +30,7 @@ peer-rust:
 # pure Go (no cgo); .ci/run adds the race detector and a short fuzz
 peer-go:
 	cd peers/go && go vet ./... && CGO_ENABLED=0 go build -o build/shmchan-peer ./cmd/shmchan-peer && \
-	go test -count=1 ./...
+	CGO_ENABLED=0 go build -o build/shmchan-inspect ./cmd/shmchan-inspect && go test -count=1 ./...
 
 # C core tests, plain and under AddressSanitizer + UndefinedBehaviorSanitizer (warnings are errors)
 ctest:

@@ -1,6 +1,5 @@
 """Build glue: the CFFI module (the C core) and the native data plane (shmchan._core)."""
 
-import glob
 import os
 import shutil
 
@@ -9,19 +8,21 @@ from setuptools.command.build_py import build_py
 
 
 class BuildPy(build_py):
-    """Also put the C core's sources in the package (shmchan/bench/csrc), so that `shmchan bench`
-    can compile its native C benchmark after a non-editable install. An editable install uses the
-    checkout's csrc/ directly."""
+    """Also put the C core in the package (shmchan/bench/csrc: the files csrc/sources.list names, and
+    the list), so that `shmchan bench` can compile its native C benchmark after a non-editable
+    install. An editable install uses the checkout's csrc/ directly."""
 
     def run(self):
         super().run()
         if getattr(self, "editable_mode", False):
             return
         dst = os.path.join(self.build_lib, "shmchan", "bench", "csrc")
-        for src in glob.glob("csrc/*.[ch]") + glob.glob("csrc/include/*.h"):
-            target = os.path.join(dst, os.path.relpath(src, "csrc"))
+        with open("csrc/sources.list") as f:
+            files = [word for line in f for word in line.split("#", 1)[0].split()]
+        for name in ["sources.list", *files]:
+            target = os.path.join(dst, name)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(src, target)
+            shutil.copyfile(os.path.join("csrc", name), target)
 
 
 def _core_extension() -> Extension:

@@ -1,13 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Error names and the per-call / per-handle diagnostic sentences. */
+/* Error names, and the diagnostic sentences of a call and of a (poisoned) handle. */
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
-
-#ifndef SHMCHAN_PKG_VERSION
-#define SHMCHAN_PKG_VERSION "0.0.0+unknown"
-#endif
 
 const char *shmchan_strerror(int err)
 {
@@ -32,24 +28,11 @@ const char *shmchan_strerror(int err)
 		return "every slot is held by unreleased messages";
 	case SHMCHAN_ENOREADERS:
 		return "every reader place of the broadcast channel is taken";
+	case SHMCHAN_ENOTREG:
+		return "not a shmchan channel (not a regular file)";
 	default:
 		return strerror(err);
 	}
-}
-
-const char *shmchan_version(void)
-{
-	return SHMCHAN_PKG_VERSION;
-}
-
-int shmchan_layout_major(void)
-{
-	return SHMCHAN_LAYOUT_MAJOR;
-}
-
-int shmchan_layout_minor(void)
-{
-	return SHMCHAN_LAYOUT_MINOR;
 }
 
 void shmchan_diagf(struct shmchan_diag *diag, const char *fmt, ...)
@@ -74,6 +57,17 @@ int shmchan_poison(shmchan_channel *ch, const char *fmt, ...)
 	}
 	ch->poisoned = 1;
 	return -SHMCHAN_ECORRUPT;
+}
+
+void shmchan_note(shmchan_channel *ch, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ch->poisoned)
+		return; /* keep the sentence that says why the handle is unusable */
+	va_start(ap, fmt);
+	vsnprintf(ch->diag, sizeof(ch->diag), fmt, ap);
+	va_end(ap);
 }
 
 const char *shmchan_channel_diag(const shmchan_channel *ch)

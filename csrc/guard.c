@@ -24,26 +24,49 @@
  * lives in the table entry, not in the channel, so a handler never touches freed memory.
  */
 
-#define GUARD_SLOTS 1024
+/*
+ * The table grows by chunks of GUARD_CHUNK entries (mmap-ed, never freed, so the handler never
+ * reads freed memory), up to GUARD_CHUNKS chunks: far more mappings than vm.max_map_count lets a
+ * process have. A registration that cannot be made refuses the mapping (the caller unmaps): a
+ * named mapping is never left unguarded while the guard is on.
+ */
+#define GUARD_CHUNK 1024
+#define GUARD_CHUNKS 64
 
 struct guard_entry {
 	_Atomic uint64_t start, end; /* addresses; 0, 0 when free */
 	_Atomic uint32_t tripped;
 };
 
-static struct guard_entry entries[GUARD_SLOTS];
+/* chunk addresses (0: not allocated yet), stored once each, in order */
+static _Atomic uint64_t chunks[GUARD_CHUNKS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static struct sigaction previous;
 static int installed;
 static uint64_t page_mask;
 
+static struct guard_entry *chunk_at(uint64_t addr)
+{
+	return (struct guard_entry *)(uintptr_t)addr;
+}
+
+static struct guard_entry *entry(int slot)
+{
+	/* (S6) acquire: the chunk's zeroed entries before its address; pairs with (S5) */
+	return &chunk_at(shmchan_load_acquire64(&chunks[slot / GUARD_CHUNK]))[slot % GUARD_CHUNK];
+}
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	const uint64_t a = (uint64_t)(uintptr_t)si->si_addr;
 
-	if (si->si_code == BUS_ADRERR) {
-		for (int i = 0; i < GUARD_SLOTS; i++) {
+	for (int c = 0; si->si_code == BUS_ADRERR && c < GUARD_CHUNKS; c++) {
+		/* (S6) acquire: pairs with (S5) */
+		struct guard_entry *entries = chunk_at(shmchan_load_acquire64(&chunks[c]));
+		if (!entries)
+			break; /* chunks are added in order */
+		for (int i = 0; i < GUARD_CHUNK; i++) {
 			/* (S2) acquire: a set start implies its end; pairs with (S1) */
 			uint64_t s = shmchan_load_acquire64(&entries[i].start);
 			uint64_t e = shmchan_read_once64(&entries[i].end);
@@ -86,40 +109,59 @@ static void install(void)
 
 int shmchan_guard_register(const void *base, uint64_t size)
 {
-	int slot = -1;
+	int slot = -EMFILE;
 
 	pthread_once(&once, install);
 	if (!installed)
-		return -1;
+		return -1; /* the guard is off: nothing to register */
 	pthread_mutex_lock(&lock);
-	for (int i = 0; i < GUARD_SLOTS; i++) {
-		if (shmchan_read_once64(&entries[i].start) == 0) {
-			shmchan_write_once32(&entries[i].tripped, 0);
-			shmchan_write_once64(&entries[i].end, (uint64_t)(uintptr_t)base + size);
-			/* (S1) release: tripped and end before start makes the entry live; pairs with (S2) */
-			shmchan_store_release64(&entries[i].start, (uint64_t)(uintptr_t)base);
-			slot = i;
-			break;
+	for (int c = 0; c < GUARD_CHUNKS && slot < 0; c++) {
+		struct guard_entry *entries = chunk_at(shmchan_read_once64(&chunks[c]));
+		if (!entries) {
+			/* the table is full so far: grow it (anonymous pages come zeroed: every entry free) */
+			void *m = mmap(NULL, GUARD_CHUNK * sizeof(struct guard_entry), PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (m == MAP_FAILED) {
+				slot = -ENOMEM;
+				break;
+			}
+			entries = m;
+			/* (S5) release: the zeroed chunk before its address; pairs with (S6) */
+			shmchan_store_release64(&chunks[c], (uint64_t)(uintptr_t)m);
+		}
+		for (int i = 0; i < GUARD_CHUNK; i++) {
+			if (shmchan_read_once64(&entries[i].start) == 0) {
+				shmchan_write_once32(&entries[i].tripped, 0);
+				shmchan_write_once64(&entries[i].end, (uint64_t)(uintptr_t)base + size);
+				/* (S1) release: tripped and end before start makes the entry live; pairs with (S2) */
+				shmchan_store_release64(&entries[i].start, (uint64_t)(uintptr_t)base);
+				slot = c * GUARD_CHUNK + i;
+				break;
+			}
 		}
 	}
 	pthread_mutex_unlock(&lock);
-	return slot; /* -1: table full, this mapping is not guarded */
+	/* -EMFILE: GUARD_CHUNKS * GUARD_CHUNK mappings already guarded; the caller refuses this one */
+	return slot;
 }
 
 void shmchan_guard_unregister(int slot)
 {
+	struct guard_entry *e;
+
 	if (slot < 0)
 		return;
 	pthread_mutex_lock(&lock);
-	shmchan_write_once64(&entries[slot].start, 0);
-	shmchan_write_once64(&entries[slot].end, 0);
+	e = entry(slot);
+	shmchan_write_once64(&e->start, 0);
+	shmchan_write_once64(&e->end, 0);
 	pthread_mutex_unlock(&lock);
 }
 
 int shmchan_guard_tripped(int slot)
 {
 	/* (S4) acquire: pairs with (S3) in the handler */
-	return slot >= 0 && shmchan_load_acquire32(&entries[slot].tripped);
+	return slot >= 0 && shmchan_load_acquire32(&entry(slot)->tripped);
 }
 
 int shmchan_check_truncated(shmchan_channel *ch)

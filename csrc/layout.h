@@ -67,6 +67,9 @@
 #define SHMCHAN_LOCK_WRITER 1 /* write-locked by the one writer */
 #define SHMCHAN_LOCK_READER 2 /* write-locked by the one reader */
 #define SHMCHAN_LOCK_READERS 3 /* broadcast: byte 3 + i is write-locked by the owner of reader place i */
+/* BROADCAST, STATE: read-locked by every reader counted in reader_waiting (while it is counted);
+   whoever can write-lock it knows that no live sleeper is counted. Right after the last place. */
+#define SHMCHAN_LOCK_SLEEPERS (SHMCHAN_LOCK_READERS + 1024)
 
 struct shmchan_header {
 	/* 0: identity */

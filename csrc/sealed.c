@@ -16,15 +16,14 @@
 #define MEMFD_NAME "memfd:shmchan"
 #define NEEDED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
-int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag)
+int shmchan_memfd_create(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	struct shmchan_geom g;
 	char *name;
 	int fd, rc;
 
-	if (!out || !cfg)
+	if (!cfg)
 		return -EINVAL;
-	*out = NULL;
 	rc = shmchan_geometry(cfg, &g);
 	if (rc == 0 && cfg->descriptor_size && !cfg->descriptor)
 		rc = -EINVAL;
@@ -43,28 +42,27 @@ int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **ou
 		free(name);
 		return rc;
 	}
-	rc = shmchan_init_segment(fd, name, SHMCHAN_BACKING_MEMFD, &g, cfg->mode, cfg->descriptor, out, diag);
+	rc = shmchan_segment_init(fd, name, SHMCHAN_BACKING_MEMFD, &g, cfg->mode, cfg->descriptor, out, diag);
 	if (rc)
 		return rc; /* fd and name are released by init */
 	/* Sizes are final: forbid shrinking (SIGBUS for readers), growing, and changing the seals. */
 	if (fcntl(fd, F_ADD_SEALS, NEEDED_SEALS | F_SEAL_SEAL) != 0) {
 		rc = -errno;
 		shmchan_diagf(diag, "sealing the memfd: %s", strerror(errno));
-		shmchan_close(*out);
+		shmchan_segment_close(*out);
 		*out = NULL;
 	}
 	return rc;
 }
 
-int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag)
+int shmchan_memfd_open(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	char path[64];
 	char *name;
 	int own, seals;
 
-	if (!out || fd < 0)
+	if (fd < 0)
 		return -EINVAL;
-	*out = NULL;
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 || (seals & NEEDED_SEALS) != NEEDED_SEALS) {
 		shmchan_diagf(diag, "the descriptor is not a memfd sealed against shrinking and growing");
@@ -86,7 +84,7 @@ int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel 
 		close(own);
 		return -ENOMEM;
 	}
-	return shmchan_attach_segment(own, name, SHMCHAN_BACKING_MEMFD, timeout_ns, flags, out, diag);
+	return shmchan_segment_attach(own, name, SHMCHAN_BACKING_MEMFD, timeout_ns, flags, out, diag);
 }
 
 int shmchan_channel_fd(const shmchan_channel *ch)
@@ -163,16 +161,15 @@ static int recv_fd(int sock, int64_t deadline, int *fd)
 	return 0;
 }
 
-int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
-		    struct shmchan_diag *diag)
+int shmchan_memfd_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			  struct shmchan_diag *diag)
 {
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns < 0 ? INT64_MAX : timeout_ns);
 	struct sockaddr_un addr;
 	int sock, fd = -1, rc;
 
-	if (!out || !path)
+	if (!path)
 		return -EINVAL;
-	*out = NULL;
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		shmchan_diagf(diag, "socket path longer than %zu bytes", sizeof(addr.sun_path) - 1);
 		return -ENAMETOOLONG;
@@ -195,7 +192,7 @@ int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmcha
 	}
 	{
 		int64_t left = deadline - shmchan_now_ns();
-		rc = shmchan_open_fd(fd, left > 0 ? left : 0, flags, out, diag);
+		rc = shmchan_memfd_open(fd, left > 0 ? left : 0, flags, out, diag);
 	}
 	close(fd);
 out:

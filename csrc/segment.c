@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Segments: create, open, map, close and unlink a channel's shared memory object or file. */
+/* Segments: create, open, map, close and unlink a channel's shared memory object or file (any kind). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,13 +13,6 @@
 #include "internal.h"
 
 #define SHM_PREFIX "/shmchan."
-
-uint64_t shmchan_page_size(void)
-{
-	long p = sysconf(_SC_PAGESIZE);
-
-	return p > 0 ? (uint64_t)p : 4096;
-}
 
 /*
  * Maps `size` bytes of fd at an address aligned to `align` (slots with an alignment above the page
@@ -69,6 +62,51 @@ static int shm_name(const char *name, char **out, struct shmchan_diag *diag)
 	return 0;
 }
 
+/* What kind of thing a non-regular file is, for a diagnostic. */
+static const char *file_type(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket" : S_ISLNK(m) ? "a symlink"
+	       : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
+}
+
+/*
+ * Opens a channel's object (a shm name, or a file path): never follows a symlink at the last
+ * component, never blocks (a FIFO at the name would block an open for reading until a writer came,
+ * for ever), and refuses anything but a regular file with -SHMCHAN_ENOTREG. The fd, or -errno.
+ */
+static int open_object(const char *name, int is_shm, int oflags, struct shmchan_diag *diag)
+{
+	const int flags = oflags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	char path[320];
+	struct stat st;
+	int fd = is_shm ? shm_open(name, flags, 0) : open(name, flags);
+
+	snprintf(path, sizeof(path), "%s%s", is_shm ? "/dev/shm" : "", name);
+	if (fd < 0) {
+		int e = errno;
+		/* a symlink (ELOOP), a directory opened for writing (EISDIR; shm_open says EINVAL), a socket
+		   (ENXIO) */
+		if ((e == ELOOP || e == EISDIR || e == EINVAL || e == ENXIO) && lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+			shmchan_diagf(diag, "%s is %s, not a channel", path, file_type(st.st_mode));
+			return -SHMCHAN_ENOTREG;
+		}
+		shmchan_diagf(diag, "cannot open %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		shmchan_diagf(diag, "fstat of %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		shmchan_diagf(diag, "%s is %s, not a channel", path, file_type(st.st_mode));
+		return -SHMCHAN_ENOTREG;
+	}
+	return fd;
+}
+
 static void remove_name(const char *name, int backing)
 {
 	if (backing == SHMCHAN_BACKING_FILE)
@@ -78,12 +116,24 @@ static void remove_name(const char *name, int backing)
 }
 
 static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t *base,
-		       const struct shmchan_geom *g, shmchan_channel **out)
+		       const struct shmchan_geom *g, shmchan_channel **out, struct shmchan_diag *diag)
 {
-	shmchan_channel *ch = calloc(1, sizeof(*ch));
+	shmchan_channel *ch;
+	int rc;
+	/* a sealed memfd cannot be truncated; anything with a name can, so its mapping must be guarded */
+	int guard = backing == SHMCHAN_BACKING_MEMFD ? -1 : shmchan_guard_register(base, g->total_size);
 
-	if (!ch)
+	if (guard < -1) {
+		/* -EMFILE (the guard's table is full) or -ENOMEM: never map unguarded */
+		shmchan_diagf(diag, "cannot guard the mapping against truncation: %s",
+			      guard == -EMFILE ? "this process has too many channel mappings open" : strerror(-guard));
+		return guard;
+	}
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		shmchan_guard_unregister(guard);
 		return -ENOMEM;
+	}
 	ch->fd = fd;
 	ch->name = name;
 	ch->backing = backing;
@@ -95,14 +145,23 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 	ch->places = g->readers_offset ? (struct shmchan_reader_place *)(void *)(base + g->readers_offset) : NULL;
 	ch->data = base + g->data_offset;
 	ch->g = *g;
-	/* a sealed memfd cannot be truncated; anything with a name can */
-	ch->guard = backing == SHMCHAN_BACKING_MEMFD ? -1 : shmchan_guard_register(base, g->total_size);
+	ch->guard = guard;
+	pthread_mutex_init(&ch->sleep_mu, NULL);
+	/* no writer yet: this handle's view of the slots is read-only */
+	rc = shmchan_segment_protect_slots(ch, 0);
+	if (rc) {
+		shmchan_diagf(diag, "mprotect of the slots: %s", strerror(-rc));
+		shmchan_guard_unregister(guard);
+		pthread_mutex_destroy(&ch->sleep_mu);
+		free(ch);
+		return rc;
+	}
 	*out = ch;
 	return 0;
 }
 
 /* Sizes, allocates, maps and initialises a freshly created (O_EXCL) object; removes it on failure. */
-int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
+int shmchan_segment_init(int fd, char *name, int backing, const struct shmchan_geom *g, uint32_t mode,
 			 const void *descriptor, shmchan_channel **out, struct shmchan_diag *diag)
 {
 	struct shmchan_header *h;
@@ -170,7 +229,7 @@ int shmchan_init_segment(int fd, char *name, int backing, const struct shmchan_g
 		struct shmchan_geom mine = *g;
 		mine.creator_pid = (uint32_t)getpid();
 		mine.created_ns = shmchan_read_once64(&h->created_ns);
-		rc = new_channel(fd, name, backing, 1, base, &mine, out);
+		rc = new_channel(fd, name, backing, 1, base, &mine, out, diag);
 	}
 	if (rc)
 		goto fail;
@@ -208,33 +267,28 @@ static int create_common(char *name, int is_file, const struct shmchan_config *c
 		free(name);
 		return rc;
 	}
-	return shmchan_init_segment(fd, name, is_file ? SHMCHAN_BACKING_FILE : SHMCHAN_BACKING_SHM, &g, cfg->mode,
+	return shmchan_segment_init(fd, name, is_file ? SHMCHAN_BACKING_FILE : SHMCHAN_BACKING_SHM, &g, cfg->mode,
 				    cfg->descriptor, out, diag);
 }
 
-int shmchan_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
-		   struct shmchan_diag *diag)
+int shmchan_segment_create(const char *name, const struct shmchan_config *cfg, shmchan_channel **out,
+			   struct shmchan_diag *diag)
 {
 	char *shm;
-	int rc;
+	int rc = shm_name(name, &shm, diag);
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	rc = shm_name(name, &shm, diag);
 	if (rc)
 		return rc;
 	return create_common(shm, 0, cfg, out, diag);
 }
 
-int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
-			struct shmchan_diag *diag)
+int shmchan_segment_create_file(const char *path, const struct shmchan_config *cfg, shmchan_channel **out,
+				struct shmchan_diag *diag)
 {
 	char *p;
 
-	if (!out || !path || !*path)
+	if (!path || !*path)
 		return -EINVAL;
-	*out = NULL;
 	p = strdup(path);
 	if (!p)
 		return -ENOMEM;
@@ -274,7 +328,7 @@ static int check_owner(const struct stat *st, uint32_t flags, struct shmchan_dia
 }
 
 /* Waits (bounded) for the creator to publish the header, validates it, then maps the whole segment. */
-int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
+int shmchan_segment_attach(int fd, char *name, int backing, int64_t timeout_ns, uint32_t flags,
 			   shmchan_channel **out, struct shmchan_diag *diag)
 {
 	const int64_t deadline = shmchan_deadline(shmchan_now_ns(), timeout_ns);
@@ -343,6 +397,24 @@ int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, 
 	}
 	if (rc)
 		goto fail;
+	/*
+	 * A creator allocates every byte (posix_fallocate) before it publishes the header, so a
+	 * shared-memory object whose allocated blocks do not cover total_size was not made by one: a
+	 * sparse object under a valid header, which MAP_POPULATE would fill with up to 2^46 bytes of
+	 * memory. Refused before anything is mapped. (Files are exempt: a compressing file system may
+	 * store an allocated file in fewer blocks, and their holes are page cache, not pinned memory.)
+	 */
+	if (fstat(fd, &st) != 0) { /* again: the look above may predate the creator's allocation */
+		rc = -errno;
+		goto fail;
+	}
+	if (backing != SHMCHAN_BACKING_FILE && (uint64_t)st.st_blocks < g.total_size / 512) {
+		shmchan_diagf(diag, "sparse object: %llu of its %llu bytes are allocated (a channel is always fully "
+			      "allocated by its creator)", (unsigned long long)st.st_blocks * 512,
+			      (unsigned long long)g.total_size);
+		rc = -SHMCHAN_ECORRUPT;
+		goto fail;
+	}
 
 	base = shmchan_map(fd, g.total_size, g.slot_align, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE);
 	if (base == MAP_FAILED) {
@@ -350,7 +422,7 @@ int shmchan_attach_segment(int fd, char *name, int backing, int64_t timeout_ns, 
 		shmchan_diagf(diag, "mmap of %llu bytes: %s", (unsigned long long)g.total_size, strerror(errno));
 		goto fail;
 	}
-	rc = new_channel(fd, name, backing, 0, base, &g, out);
+	rc = new_channel(fd, name, backing, 0, base, &g, out, diag);
 	if (rc) {
 		munmap(base, (size_t)g.total_size);
 		goto fail;
@@ -362,82 +434,67 @@ fail:
 	return rc;
 }
 
-int shmchan_open(const char *name, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
-{
-	return shmchan_open_ex(name, timeout_ns, 0, out, diag);
-}
-
-int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
-		    struct shmchan_diag *diag)
+int shmchan_segment_open(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			 struct shmchan_diag *diag)
 {
 	char *shm;
 	int fd, rc;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
 	rc = shm_name(name, &shm, diag);
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDWR, diag);
 	if (fd < 0) {
-		rc = -errno;
-		shmchan_diagf(diag, "cannot open %s: %s", shm, strerror(errno));
 		free(shm);
-		return rc;
+		return fd;
 	}
-	return shmchan_attach_segment(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
+	return shmchan_segment_attach(fd, shm, SHMCHAN_BACKING_SHM, timeout_ns, flags, out, diag);
 }
 
-int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag)
-{
-	return shmchan_open_file_ex(path, timeout_ns, 0, out, diag);
-}
-
-int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
-			 struct shmchan_diag *diag)
+int shmchan_segment_open_file(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
+			      struct shmchan_diag *diag)
 {
 	char *p;
-	int fd, rc;
+	int fd;
 
-	if (!out || !path || !*path)
+	if (!path || !*path)
 		return -EINVAL;
-	*out = NULL;
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		shmchan_diagf(diag, "cannot open %s: %s", path, strerror(errno));
-		return rc;
-	}
+	fd = open_object(path, 0, O_RDWR, diag);
+	if (fd < 0)
+		return fd;
 	p = strdup(path);
 	if (!p) {
 		close(fd);
 		return -ENOMEM;
 	}
-	return shmchan_attach_segment(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
+	return shmchan_segment_attach(fd, p, SHMCHAN_BACKING_FILE, timeout_ns, flags, out, diag);
 }
 
-void shmchan_close(shmchan_channel *ch)
+/*
+ * A handle maps the slot region read-only until a writer attaches to it: a reader's views cannot
+ * write into the slots other readers see (a stray native write faults at once), whatever a binding
+ * or a library on top does with them. The region starts at data_offset, a multiple of 4096; on a
+ * machine with larger pages the partial page at its start stays as it was.
+ */
+int shmchan_segment_protect_slots(shmchan_channel *ch, int writable)
 {
-	if (!ch)
-		return;
-	if (ch->inherited) {
-		/* the parent's locks and states: leave them alone, free only our copies */
-		if (ch->writer) {
-			free(ch->writer->dead_gen);
-			free(ch->writer);
-		}
-		if (ch->reader)
-			shmchan_reader_free(ch->reader);
-	} else {
-		if (ch->writer)
-			shmchan_writer_close(ch->writer);
-		if (ch->reader)
-			shmchan_reader_close(ch->reader);
-		close(ch->fd); /* drops this handle's OFD locks */
-	}
+	const uint64_t page = shmchan_page_size();
+	const uint64_t from = (ch->g.data_offset + page - 1) & ~(page - 1);
+
+	if (from < ch->g.total_size && (writable != ch->slots_writable || !writable) &&
+	    mprotect(ch->base + from, (size_t)(ch->g.total_size - from), writable ? PROT_READ | PROT_WRITE : PROT_READ))
+		return -errno;
+	ch->slots_writable = writable;
+	return 0;
+}
+
+void shmchan_segment_close(shmchan_channel *ch)
+{
 	shmchan_guard_unregister(ch->guard);
+	pthread_mutex_destroy(&ch->sleep_mu);
 	munmap(ch->base, (size_t)ch->g.total_size);
+	if (!ch->inherited)
+		close(ch->fd); /* drops this handle's OFD locks */
 	free(ch->name);
 	free(ch);
 }
@@ -497,10 +554,10 @@ int shmchan_is_stale(const char *name)
 
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDONLY | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDONLY, NULL);
 	free(shm);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	rc = held(fd);
 	close(fd);
 	return rc < 0 ? rc : !rc;
@@ -514,9 +571,9 @@ int shmchan_reclaim_stale(const char *name)
 
 	if (rc)
 		return rc;
-	fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
+	fd = open_object(shm, 1, O_RDWR, NULL);
 	if (fd < 0) {
-		rc = -errno;
+		rc = fd;
 		goto out;
 	}
 	/* An exclusive attach lock: nobody holds the channel, and nobody can attach while we decide. */
@@ -576,61 +633,6 @@ int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, 
 		return -EMSGSIZE;
 	if (ch->g.descriptor_size)
 		memcpy(buf, ch->base + ch->g.descriptor_offset, (size_t)ch->g.descriptor_size);
-	return 0;
-}
-
-int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
-{
-	const struct shmchan_header *h;
-
-	if (!ch || !out)
-		return -EINVAL;
-	h = ch->hdr;
-	memset(out, 0, sizeof(*out));
-	/* A snapshot for people, not for decisions: relaxed reads, fields may be mutually stale. */
-	out->head = shmchan_read_once64(&h->head);
-	out->tail = shmchan_read_once64(&h->tail);
-	out->messages_written = shmchan_read_once64(&h->w_messages);
-	out->bytes_written = shmchan_read_once64(&h->w_bytes);
-	out->full_waits = shmchan_read_once64(&h->w_full);
-	out->aborts = shmchan_read_once64(&h->w_aborts);
-	out->messages_read = shmchan_read_once64(&h->r_messages);
-	out->bytes_read = shmchan_read_once64(&h->r_bytes);
-	out->empty_waits = shmchan_read_once64(&h->r_empty);
-	out->writer_state = shmchan_read_once32(&h->writer_state);
-	out->reader_state = shmchan_read_once32(&h->reader_state);
-	out->writer_pid = shmchan_read_once32(&h->writer_pid);
-	out->reader_pid = shmchan_read_once32(&h->reader_pid);
-	out->writer_alive = out->writer_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 1);
-	out->reader_alive = out->reader_state == SHMCHAN_PEER_ATTACHED && shmchan_peer_alive(ch, 0);
-	if (ch->g.kind == SHMCHAN_KIND_BROADCAST) {
-		/* readers live in their places: tail is the slowest live reader's cursor (a dead one holds
-		   nobody back), the counters sum over the places */
-		uint64_t lowest = out->head;
-		int any_alive = 0;
-		for (uint32_t i = 0; i < ch->g.max_readers; i++) {
-			const struct shmchan_reader_place *p = &ch->places[i];
-			uint32_t st = shmchan_read_once32(&p->state);
-			uint64_t c = shmchan_read_once64(&p->cursor);
-			out->messages_read += shmchan_read_once64(&p->messages);
-			out->bytes_read += shmchan_read_once64(&p->bytes);
-			out->empty_waits += shmchan_read_once64(&p->empty);
-			if (st == SHMCHAN_PEER_ATTACHED) {
-				out->reader_state = st;
-				if (!shmchan_bc_place_alive(ch, i))
-					continue;
-				if (!any_alive)
-					out->reader_pid = shmchan_read_once32(&p->pid);
-				any_alive = 1;
-				if (out->head - c > out->head - lowest)
-					lowest = c;
-			}
-		}
-		out->tail = lowest;
-		out->reader_alive = any_alive;
-	} else if (ch->g.kind == SHMCHAN_KIND_STATE) {
-		out->tail = out->head;
-	}
 	return 0;
 }
 

@@ -37,6 +37,7 @@ _OWN: dict[int, type[E.ShmchanError]] = {
     lib.SHMCHAN_EBADMAGIC: E.IncompatibleChannelError,
     lib.SHMCHAN_EVERSION: E.IncompatibleChannelError,
     lib.SHMCHAN_ENOTINIT: E.IncompatibleChannelError,
+    lib.SHMCHAN_ENOTREG: E.IncompatibleChannelError,
     lib.SHMCHAN_ECORRUPT: E.CorruptChannelError,
     lib.SHMCHAN_EPEERDEAD: E.PeerDeadError,
     lib.SHMCHAN_EENDED: E.ChannelEndedError,
@@ -50,6 +51,7 @@ _OS: dict[int, type[OSError]] = {
     errno.ENOSPC: E.ChannelAllocationError,
     errno.ENOMEM: E.ChannelAllocationError,
     errno.EFBIG: E.ChannelAllocationError,
+    errno.EMFILE: E.ChannelAllocationError,
 }
 
 

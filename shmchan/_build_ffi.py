@@ -10,7 +10,12 @@ from cffi import FFI
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 CSRC = ROOT / "csrc"
-SOURCES = ["segment.c", "validate.c", "ring.c", "wait.c", "liveness.c", "error.c", "sealed.c", "guard.c", "bcast.c"]
+
+
+def core_files(csrc: pathlib.Path = CSRC) -> list[str]:
+    """The C core's files (relative to csrc/) from csrc/sources.list, the one list every build reads."""
+    text = (csrc / "sources.list").read_text()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
 def _version() -> str:
@@ -57,7 +62,7 @@ uintptr_t shmchan_capi_address(void)
 ffi.set_source(
     "shmchan._shmchan_cffi",
     '#include "shmchan.h"\n#include "layout.h"\n' + _CAPI,
-    sources=[os.path.relpath(CSRC / s, ROOT) for s in SOURCES],
+    sources=[os.path.relpath(CSRC / s, ROOT) for s in core_files() if s.endswith(".c")],
     include_dirs=[str(CSRC / "include"), str(CSRC), str(HERE)],
     define_macros=[("_GNU_SOURCE", None), ("SHMCHAN_PKG_VERSION", f'"{_version()}"')],
     extra_compile_args=_cflags,

@@ -1,9 +1,11 @@
 /* CFFI declarations of csrc/include/shmchan.h and csrc/layout.h. "..." makes CFFI take sizes,
-   offsets and values from the real headers at build time, so nothing here can drift from them. */
+   offsets and values from the real headers at build time; tests/test_api_copies.py checks every
+   function, field and name here against shmchan.h, so nothing can drift from it. */
 
 enum shmchan_error {
 	SHMCHAN_EBADMAGIC = ..., SHMCHAN_EVERSION = ..., SHMCHAN_ECORRUPT = ..., SHMCHAN_EPEERDEAD = ...,
-	SHMCHAN_ENOTINIT = ..., SHMCHAN_EENDED = ..., SHMCHAN_EPINNED = ..., SHMCHAN_ENOREADERS = ...
+	SHMCHAN_ENOTINIT = ..., SHMCHAN_EENDED = ..., SHMCHAN_EPINNED = ..., SHMCHAN_ENOREADERS = ...,
+	SHMCHAN_ENOTREG = ...
 };
 enum shmchan_kind { SHMCHAN_KIND_SPSC = ..., SHMCHAN_KIND_BROADCAST = ..., SHMCHAN_KIND_STATE = ... };
 enum shmchan_policy { SHMCHAN_POLICY_BLOCK = ..., SHMCHAN_POLICY_OVERWRITE = ... };

@@ -2036,11 +2036,25 @@ static PyObject *mapping_reader(MappingObject *m, PyObject *args, PyObject *kwds
 		Py_DECREF(self);
 		return PyErr_NoMemory();
 	}
-	m->holders++; /* a broadcast join may wait (a little) for the writer's scan */
-	Py_BEGIN_ALLOW_THREADS
-	rc = C->reader_attach_ex(m->ch, start, &r);
-	Py_END_ALLOW_THREADS
-	m->holders--;
+	for (;;) {
+		m->holders++; /* a broadcast join may wait (a little) for the writer's scan */
+		Py_BEGIN_ALLOW_THREADS
+		rc = C->reader_attach_ex(m->ch, start, &r);
+		Py_END_ALLOW_THREADS
+		m->holders--;
+		/* a signal ended a join that waited for a stuck scan: run the handlers (Ctrl-C raises
+		   KeyboardInterrupt), then join again */
+		if (rc != -EINTR)
+			break;
+		if (PyErr_CheckSignals()) {
+			Py_DECREF(self);
+			return NULL;
+		}
+		if (!mapping_usable(m)) {
+			Py_DECREF(self);
+			return NULL;
+		}
+	}
 	if (rc) {
 		Py_DECREF(self);
 		if (rc == -EBUSY) {
@@ -2057,6 +2071,11 @@ static PyObject *mapping_reader(MappingObject *m, PyObject *args, PyObject *kwds
 		}
 		if (rc == -ECANCELED)
 			return closed_error(m, "channel");
+		if (rc == -ETIMEDOUT) { /* a broadcast join gave up on a writer stuck in a scan */
+			PyErr_Format(ChannelTimeoutError, "cannot attach a reader to %R: %s", m->where,
+				     C->channel_diag(m->ch));
+			return NULL;
+		}
 		return raise_rc(rc, m, "cannot attach a reader to");
 	}
 	Py_INCREF(m);

@@ -4,7 +4,8 @@
 and one reader process on each. Every message carries its sequence number, its length and a CRC32
 of its payload, and sequence number ``s`` is sent at stream position ``s``, so a reader can tell a
 lost, repeated or torn message from a good one. Meanwhile the supervisor SIGKILLs a random writer or
-reader every ``--kill-interval`` seconds (on average) and starts a new one: a new writer resumes at
+reader every ``--kill-interval`` seconds (on average; a channel on which nothing arrived since its
+last kill is spared until messages flow again) and starts a new one: a new writer resumes at
 the channel's head (a reservation the dead one never committed is never delivered), a new reader at
 its tail (messages the dead one received but never released are delivered again: "redelivered",
 which is the documented at-least-once behaviour and not an error).
@@ -267,6 +268,7 @@ class _Soak:
                 self.spawn(i, "reader", end)
                 self.spawn(i, "writer", end)
             next_kill = time.monotonic() + self.rng.expovariate(1 / args.kill_interval)
+            flowed = [0] * len(self.names)  # messages each channel had received at its last kill
             while time.time() < end - 0.5:
                 self.pump(0.05)
                 for role, table in (("writer", self.writers), ("reader", self.readers)):
@@ -277,6 +279,12 @@ class _Soak:
                             raise RuntimeError(f"{role} of channel {i} exited with {p.proc.returncode}")
                 if time.monotonic() >= next_kill:
                     i = self.rng.randrange(len(self.names))
+                    if self.streams[i].received <= flowed[i]:
+                        # nothing arrived on this channel since its last kill (its new peer may still be
+                        # starting on a loaded machine): kill only while messages flow, or none would
+                        next_kill = time.monotonic() + 0.05
+                        continue
+                    flowed[i] = self.streams[i].received
                     role = self.rng.choice(("writer", "reader"))
                     table = self.writers if role == "writer" else self.readers
                     victim = table[i]

@@ -435,15 +435,17 @@ def state_writer(name: str, count: str, pace_us: str) -> None:
     st.close()
 
 
-def state_hammer(name: str, seconds: str) -> None:
-    """Read a state board as fast as possible for ``seconds``; check every value; report JSON."""
+def state_hammer(name: str, last: str, seconds: str) -> None:
+    """Read a state board as fast as possible until version ``last`` was seen (or ``seconds`` have
+    passed, however slow the writer is to start); check every value; report JSON."""
     st = shmchan.State.open(name)
     say("ready")
     reads = torn = backwards = 0
     versions = set()
     prev = 0
+    final = int(last)
     end = time.monotonic() + float(seconds)
-    while time.monotonic() < end:
+    while prev < final and time.monotonic() < end:
         value, version = st.read()
         reads += 1
         if version < prev:

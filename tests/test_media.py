@@ -28,18 +28,22 @@ from shmchan import media  # noqa: E402
 from shmchan.media import pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BINARIES = {"c": ROOT / "peers" / "c" / "build", "rust": ROOT / "peers" / "rust" / "target" / "release"}
+BINARIES = {"c": ROOT / "peers" / "c" / "build", "rust": ROOT / "peers" / "rust" / "target" / "release",
+            "go": ROOT / "peers" / "go" / "build"}
 GOLDEN = ROOT / "schemas" / "golden"
 
 
-def native(lang: str, prog: str) -> str:
-    exe = BINARIES[lang] / f"shmchan-{prog}"
+def native(lang: str, prog: str) -> list[str]:
+    """The command of a native peer's program (``consumer``, ``inspect``): the Go peer's consumer is
+    ``shmchan-peer consume``."""
+    argv = ["peer", "consume"] if lang == "go" and prog == "consumer" else [prog]
+    exe = BINARIES[lang] / f"shmchan-{argv[0]}"
     if not exe.exists():
         why = f"the {lang} peer {exe} is not built (see docs/interop.md)"
         if os.environ.get("CI"):
             pytest.fail(f"{why}; CI must build it")
         pytest.skip(why)
-    return str(exe)
+    return [str(exe), *argv[1:]]
 
 
 @pytest.fixture(scope="module")
@@ -363,12 +367,12 @@ def test_golden_messages_are_what_python_writes(unique_name: str) -> None:
         assert golden_messages.make(f"{unique_name}-{which}", which) == (GOLDEN / f"{which}.bin").read_bytes(), which
 
 
-@pytest.mark.parametrize("lang", ["c", "rust"])
+@pytest.mark.parametrize("lang", ["c", "rust", "go"])
 def test_native_peers_read_every_new_field_and_message_type(lang: str) -> None:
-    """The C++ and Rust peers decode the golden Frame (every release-2 field), Packet and Audio
+    """The C++, Rust and Go peers decode the golden Frame (every release-2 field), Packet and Audio
     messages, and read the Frame with release 1's generated code too (old readers still work)."""
-    out = subprocess.run([native(lang, "inspect"), *(str(GOLDEN / f"{w}.bin") for w in ("frame_v2", "packet",
-                                                                                        "audio"))],
+    out = subprocess.run([*native(lang, "inspect"), *(str(GOLDEN / f"{w}.bin") for w in ("frame_v2", "packet",
+                                                                                         "audio"))],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
     f = S.decode_frame(memoryview((GOLDEN / "frame_v2.bin").read_bytes()))
@@ -389,6 +393,49 @@ def test_native_peers_read_every_new_field_and_message_type(lang: str) -> None:
                         f"samples=5 pts=-1024 time_base=1/48000 bytes_per_sample=4 "
                         f"crc={zlib.crc32(np.ascontiguousarray(au.array).data):08x}")
     del f, pk, au
+
+
+@pytest.mark.parametrize("lang", ["c", "rust", "go"])
+def test_native_consumers_read_every_format_with_padded_rows_and_media_fields(unique_name: str, lang: str) -> None:
+    """Python sends one frame of each of the 15 formats, rows padded to 64 bytes, every release-2
+    field set (negative pts, a colour value no release names yet); the native consumer prints for
+    each exactly the line Python expects, with the crc32 of the image rows without their padding."""
+    fmts = [f for f in S.PixelFormat if f != S.PixelFormat.Unknown]
+    assert len(fmts) == 15
+    w, h = 18, 9
+    size = max(S.frame_message_size(w, h, f, row_align=64) for f in fmts)
+    expect = []
+    with shmchan.Channel.create(unique_name, slot_size=size, capacity=4, schema="frame") as ch:
+        peer = subprocess.Popen([*native(lang, "consumer"), unique_name, "--width", str(w), "--height", str(h),
+                                 "--format", "GRAY8", "--frames", str(len(fmts)), "--verify", "frames",
+                                 "--timeout", "20"], stdout=subprocess.PIPE, text=True)
+        try:
+            assert peer.stdout is not None and peer.stdout.readline().strip() == "ready"
+            with ch.writer() as wr:
+                for seq, f in enumerate(fmts):
+                    k = int(f)
+                    with wr.reserve_frame(w, h, f, seq=seq, timestamp_ns=10**18 + seq, pts=-3000 * k,
+                                          time_base=Fraction(1, 90000), duration=3000, keyframe=k % 2 == 1,
+                                          color_matrix=k % 15, color_range=k % 3, color_primaries=(1, 9, 22)[k % 3],
+                                          color_transfer=(13, 16, 18)[k % 3], sample_aspect_ratio=(k, 11),
+                                          rotation=90 * (k % 4), field_order=k % 4, row_align=64, timeout=20) as fs:
+                        for i, p in enumerate(fs.planes):
+                            p.view(np.uint8)[...] = (np.arange(p.view(np.uint8).size).reshape(p.view(np.uint8).shape)
+                                                     * 7 + i + k) % 251
+                        assert all(st % 64 == 0 for st in fs.frame.strides)
+                        crc = pipeline.frame_hash(fs.planes)
+                        del p
+                    expect.append(f"frame seq={seq} ts={10**18 + seq} size={w}x{h} format={k} pts={-3000 * k} "
+                                  f"time_base=1/90000 duration=3000 key={k % 2} matrix={k % 15} range={k % 3} "
+                                  f"primaries={(1, 9, 22)[k % 3]} transfer={(13, 16, 18)[k % 3]} sar={k}/11 "
+                                  f"rotation={90 * (k % 4)} field_order={k % 4} crc={crc:08x}")
+            lines = [ln.rstrip("\n") for ln in peer.stdout if ln.startswith("frame ")]
+            assert peer.wait(30) == 0
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+                peer.wait()
+    assert lines == expect
 
 
 def test_release_1_python_reader_reads_new_frames(unique_name: str) -> None:
@@ -412,15 +459,16 @@ def test_release_1_python_reader_reads_new_frames(unique_name: str) -> None:
 # ---- a real H.264 video end to end: native and Python consumers, every frame hash-identical -----
 
 
-@pytest.mark.parametrize("lang", ["rust", "c"])
+@pytest.mark.parametrize("lang", ["rust", "c", "go"])
 def test_h264_video_to_a_native_consumer_is_hash_identical(unique_name: str, h264: Path, lang: str) -> None:
-    """PyAV decodes a real H.264 file; every frame goes through shmchan to the Rust or C++ consumer,
-    which prints the crc32 of each frame's pixel rows: all equal to the hashes of PyAV's frames."""
+    """PyAV decodes a real H.264 file; every frame goes through shmchan to the Rust, C++ or Go
+    consumer, which prints the crc32 of each frame's pixel rows: all equal to the hashes of PyAV's
+    frames."""
     frames = av_frames(h264)
     expect = [pipeline.frame_hash(pipeline._av_planes(f)) for f in frames]
     with shmchan.Channel.create(unique_name, slot_size=S.frame_message_size(320, 240, "yuv420p"), capacity=4,
                                 schema="frame") as ch:
-        peer = subprocess.Popen([native(lang, "consumer"), unique_name, "--width", "320", "--height", "240",
+        peer = subprocess.Popen([*native(lang, "consumer"), unique_name, "--width", "320", "--height", "240",
                                  "--format", "I420", "--verify", "frames", "--timeout", "20"],
                                 stdout=subprocess.PIPE, text=True)
         assert peer.stdout is not None and peer.stdout.readline().strip() == "ready"

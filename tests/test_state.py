@@ -144,7 +144,7 @@ def test_readers_hammering_never_see_a_torn_value(unique_name: str, spawn) -> No
     """Three processes read as fast as they can while a fourth publishes 20000 values whose every
     field follows from the version: no read is torn, versions never go backwards."""
     with shmchan.State.create(unique_name, dtype=STATE_DTYPE) as st:
-        readers = [spawn("state_hammer", unique_name, 2.0) for _ in range(3)]
+        readers = [spawn("state_hammer", unique_name, 20000, 60.0) for _ in range(3)]
         for r in readers:
             r.expect("ready")
         w = spawn("state_writer", unique_name, 20000, 0)
@@ -158,5 +158,6 @@ def test_readers_hammering_never_see_a_torn_value(unique_name: str, spawn) -> No
         assert w.finish()[0] == 0
         for rep in reports:
             assert (rep["torn"], rep["backwards"]) == (0, 0)
+            assert rep["last"] == 20000, rep  # each reader followed the writer to its last value
             assert rep["reads"] > 1000 and rep["distinct"] > 10, rep
         assert st.read()[1] == 20000

@@ -43,6 +43,7 @@ enum shmchan_error {
 	SHMCHAN_EENDED = 2006,    /* the writer closed and every message was received */
 	SHMCHAN_EPINNED = 2007,   /* every slot is held by this reader's unreleased messages */
 	SHMCHAN_ENOREADERS = 2008, /* broadcast: every reader place is taken */
+	SHMCHAN_ENOTREG = 2009,    /* the name holds no regular file (a FIFO, directory, socket, device, symlink) */
 };
 
 enum shmchan_kind {
@@ -233,7 +234,8 @@ int shmchan_read_descriptor(const shmchan_channel *ch, void *buf, uint64_t cap, 
  */
 int shmchan_inspect(shmchan_channel *ch, uint64_t pos, void *buf, uint64_t cap, uint64_t *len, uint64_t *first,
 		    uint64_t *end);
-/* A sentence about the last corruption this handle detected ("" when none). */
+/* A sentence about the corruption that poisoned this handle, else about the last call that left one
+   (a broadcast join that timed out); "" when none. */
 const char *shmchan_channel_diag(const shmchan_channel *ch);
 
 /* ---- writer ---- */

@@ -48,6 +48,7 @@ int open_verdict(const char *name, double timeout_s)
 	switch (-rc) {
 	case SHMCHAN_EBADMAGIC:
 	case SHMCHAN_EVERSION:
+	case SHMCHAN_ENOTREG:
 	case SHMCHAN_ENOTINIT: tag = "incompatible", code = 3; break;
 	case SHMCHAN_ECORRUPT: tag = "corrupt", code = 6; break;
 	case EPERM:

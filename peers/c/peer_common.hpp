@@ -462,7 +462,7 @@ inline Opts parse(int argc, char **argv)
 		tag = "peer-dead", code = 4;
 	else if (rc == -ETIMEDOUT || rc == -EAGAIN)
 		tag = "timeout", code = 5;
-	else if (rc == -SHMCHAN_EBADMAGIC || rc == -SHMCHAN_EVERSION)
+	else if (rc == -SHMCHAN_EBADMAGIC || rc == -SHMCHAN_EVERSION || rc == -SHMCHAN_ENOTREG)
 		tag = "incompatible", code = 3;
 	std::printf("error %s: %s: %s\n", tag, what.c_str(), shmchan_strerror(rc));
 	std::fflush(stdout);

@@ -4,14 +4,13 @@ use std::path::PathBuf;
 
 fn main() {
     let csrc = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../csrc");
-    // Every .c at the top of csrc/ is the core (its tests and fuzzers live in subdirectories).
-    let mut sources: Vec<String> = std::fs::read_dir(&csrc)
-        .expect("csrc/")
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .filter(|n| n.ends_with(".c"))
-        .collect();
-    sources.sort();
-    println!("cargo:rerun-if-changed={}", csrc.display());
+    // The core's files: csrc/sources.list is the one list every build reads (a path per line,
+    // '#' starts a comment).
+    let list = csrc.join("sources.list");
+    let text = std::fs::read_to_string(&list).expect("csrc/sources.list");
+    let files: Vec<&str> =
+        text.lines().flat_map(|line| line.split('#').next().unwrap_or("").split_whitespace()).collect();
+    println!("cargo:rerun-if-changed={}", list.display());
     let mut build = cc::Build::new();
     build
         .std("c11")
@@ -23,14 +22,13 @@ fn main() {
         .flag("-Wextra")
         .warnings_into_errors(true)
         .opt_level(2);
-    for s in &sources {
-        build.file(csrc.join(s));
-        println!("cargo:rerun-if-changed={}", csrc.join(s).display());
+    for f in &files {
+        if f.ends_with(".c") {
+            build.file(csrc.join(f));
+        }
+        println!("cargo:rerun-if-changed={}", csrc.join(f).display());
     }
     build.file("src/sizes.c");
     println!("cargo:rerun-if-changed=src/sizes.c");
-    for h in ["include/shmchan.h", "layout.h", "atomic.h", "internal.h"] {
-        println!("cargo:rerun-if-changed={}", csrc.join(h).display());
-    }
     build.compile("shmchan_core");
 }

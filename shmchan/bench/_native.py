@@ -3,7 +3,6 @@ shmchan core alone (C writer, C reader), compiled with the system C compiler at 
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shlex
@@ -20,12 +19,18 @@ BENCH_OPT = "-O3"  # the benchmark's own loops (vectorised payload reads)
 
 
 def core_sources() -> Path | None:
-    """The C core's sources: shipped in the package (``shmchan/bench/csrc``, put there by the build)
-    or, in a source checkout, the repository's ``csrc/``."""
+    """The C core's directory: shipped in the package (``shmchan/bench/csrc``, put there by the
+    build) or, in a source checkout, the repository's ``csrc/``."""
     for cand in (HERE / "csrc", HERE.parent.parent / "csrc"):
-        if (cand / "include" / "shmchan.h").is_file() and glob.glob(str(cand / "*.c")):
+        if (cand / "include" / "shmchan.h").is_file() and (cand / "sources.list").is_file():
             return cand
     return None
+
+
+def core_files(src: Path) -> list[str]:
+    """The core's files (relative to ``src``), from ``sources.list``: the one list every build reads."""
+    text = (src / "sources.list").read_text()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
 def compiler() -> list[str] | None:
@@ -61,9 +66,9 @@ def build(outdir: Path) -> tuple[Path, Path | None, str]:
     if src is None:
         return floors, None, "the C core's sources are not in this installation"
     objs = []
-    for c in sorted(glob.glob(str(src / "*.c"))):
-        obj = outdir / (Path(c).stem + ".o")
-        _cc(cc, [*CFLAGS, CORE_OPT, "-I", str(src / "include"), "-I", str(src), "-c", c, "-o", str(obj)])
+    for c in (src / name for name in core_files(src) if name.endswith(".c")):
+        obj = outdir / (c.stem + ".o")
+        _cc(cc, [*CFLAGS, CORE_OPT, "-I", str(src / "include"), "-I", str(src), "-c", str(c), "-o", str(obj)])
         objs.append(str(obj))
     native = outdir / "native"
     _cc(cc, [*CFLAGS, BENCH_OPT, "-I", str(CDIR), "-I", str(src / "include"), str(CDIR / "native.c"), *objs,

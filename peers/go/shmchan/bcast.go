@@ -12,7 +12,10 @@ import (
 	"time"
 )
 
-const joinPatience = 10 * time.Millisecond // R35: then look whether the writer is dead or gone
+const (
+	joinPatience = 10 * time.Millisecond // R35: then look whether the writer is dead or gone
+	joinGiveUp   = time.Second           // R35: a live writer still scanning after this is stopped or broken
+)
 
 func (c *Channel) meta(s uint32) (seq, ln *uint64) {
 	off := c.g.LensOffset + 16*uint64(s)
@@ -33,9 +36,16 @@ func (c *Channel) placeAlive(i int) bool {
 
 // ---- writer ----
 
+// deadPlace: a place found dead in generation gen (a flag, not a reserved generation: a peer may
+// write any generation, 2^64-1 included).
+type deadPlace struct {
+	gen   uint64
+	known bool
+}
+
 func (w *Writer) bcInit() {
 	c := w.c
-	w.deadGen = make([]uint64, c.g.MaxReaders)
+	w.dead = make([]deadPlace, c.g.MaxReaders)
 	// R37: a predecessor may have died mid-scan (odd): start from the next even value
 	w.scanSeq = (atomic.LoadUint64(c.u64(offScanSeq)) + 1) &^ 1
 	floor := atomic.LoadUint64(c.u64(offFloor))
@@ -61,7 +71,7 @@ func (w *Writer) scan() {
 			continue
 		}
 		gen := atomic.LoadUint64(c.u64(p + placeGen))
-		if w.deadGen[i] == gen+1 {
+		if d := w.dead[i]; d.known && d.gen == gen {
 			continue // found dead before, and nobody took the place since (R41)
 		}
 		cur := atomic.LoadUint64(c.u64(p + placeCursor)) // (E2) acquire: pairs with (D2)
@@ -94,11 +104,11 @@ func (w *Writer) buryDead() {
 		}
 		g1 := atomic.LoadUint64(c.u64(p + placeGen))
 		cur := atomic.LoadUint64(c.u64(p + placeCursor))
-		if w.deadGen[i] == g1+1 || w.head-cur < uint64(c.g.Capacity) || c.placeAlive(i) {
+		if d := w.dead[i]; (d.known && d.gen == g1) || w.head-cur < uint64(c.g.Capacity) || c.placeAlive(i) {
 			continue
 		}
 		if atomic.LoadUint32(c.u32(p+placeState)) == peerAttached && atomic.LoadUint64(c.u64(p+placeGen)) == g1 {
-			w.deadGen[i] = g1 + 1
+			w.dead[i] = deadPlace{gen: g1, known: true}
 		}
 	}
 }
@@ -221,6 +231,10 @@ func (r *Reader) join(oldest bool) error {
 	}
 	r.place = i
 	head := atomic.LoadUint64(c.u64(offHead)) // (C) acquire
+	if head >= maxPosition {
+		unlockByte(c.fd, int64(lockReaders+i))
+		return c.poison("corrupt head %d at reader attach (positions stay below 2^63)", head)
+	}
 	capacity := uint64(c.g.Capacity)
 	var start uint64
 	switch {
@@ -239,19 +253,24 @@ func (r *Reader) join(oldest bool) error {
 	}
 	atomic.StoreUint32(c.u32(p+placeState), peerAttached) // (L0) release, then (J1) full fence (seq_cst)
 	if c.g.Policy == PolicyBlock {
-		var giveUp time.Duration
+		t0 := monoNow()
 		for atomic.LoadUint64(c.u64(offScanSeq))&1 == 1 { // (J4) acquire: pairs with (J3)
-			now := monoNow()
-			if giveUp == 0 {
-				giveUp = now + joinPatience
-			} else if now > giveUp {
-				ws := atomic.LoadUint32(c.u32(offWriterState))
-				if ws != peerAttached || !c.peerAlive(true) {
-					break // no live writer: the next one scans afresh from the floor
-				}
-				giveUp = now + joinPatience
+			waited := monoNow() - t0
+			if waited < joinPatience {
+				runtime.Gosched()
+				continue
 			}
-			runtime.Gosched()
+			ws := atomic.LoadUint32(c.u32(offWriterState))
+			if ws != peerAttached || !c.peerAlive(true) {
+				break // no live writer: the next one scans afresh from the floor
+			}
+			if waited >= joinGiveUp { // R35: a live writer scanning this long is stopped or broken
+				atomic.StoreUint32(c.u32(p+placeState), peerClosed) // (L0) release
+				unlockByte(c.fd, int64(lockReaders+i))
+				return errf(ErrTimeout, "channel %s: the writer has been scanning the reader places for over %v "+
+					"(scan_seq stays odd): it is stopped or broken, or a peer wrote scan_seq", c.name, joinGiveUp)
+			}
+			time.Sleep(time.Millisecond)
 		}
 		if f := atomic.LoadUint64(c.u64(offFloor)); f-start < 1<<63 {
 			start = f

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -29,6 +30,8 @@ type Channel struct {
 	writer     *Writer
 	reader     *Reader
 	broken     error // set by the first corruption found; every later call returns it
+	sleepMu    sync.Mutex
+	sleepers   int // counted sleepers (goroutines) of this handle: the first takes lockSleepers (R21)
 }
 
 // OpenOptions tunes Open and OpenFile.
@@ -192,11 +195,42 @@ func recentlyChanged(st *unix.Stat_t) bool {
 }
 
 func open(path string, opt OpenOptions) (*Channel, error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	// R7: never follow a symlink at the name, never block on a FIFO, and refuse anything but a
+	// regular file (anybody can put a FIFO, a directory or a socket in /dev/shm)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	var st unix.Stat_t
 	if err != nil {
+		if (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENXIO)) &&
+			unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+			return nil, errf(ErrIncompatible, "%s is %s, not a channel", path, fileType(st.Mode))
+		}
 		return nil, sysErr(err, "cannot open "+path)
 	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		_ = unix.Close(fd)
+		return nil, sysErr(err, "fstat")
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		_ = unix.Close(fd)
+		return nil, errf(ErrIncompatible, "%s is %s, not a channel", path, fileType(st.Mode))
+	}
 	return attach(fd, path, false, opt)
+}
+
+func fileType(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symlink"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return "a device"
+	}
+	return "not a regular file"
 }
 
 // attach opens the channel behind fd (R7), which it owns from now on: closed on failure.

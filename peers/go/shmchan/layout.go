@@ -133,6 +133,8 @@ const (
 	lockWriter       = 1
 	lockReader       = 2
 	lockReaders      = 3
+	lockSleepers     = lockReaders + 1024 // R21: read-locked by every counted sleeper
+	maxPosition      = uint64(1) << 63    // R21a: BROADCAST and STATE positions stay below it
 )
 
 // Geometry is what a channel's header says about its shape, validated.

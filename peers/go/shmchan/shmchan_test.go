@@ -196,8 +196,11 @@ func TestContextCancelEndsABlockedReceive(t *testing.T) {
 	}
 }
 
-// TestMain doubles as a child process for the tests that kill a peer.
+// TestMain doubles as a child process for the tests that kill a peer or rewrite its messages.
 func TestMain(m *testing.M) {
+	if name := os.Getenv("SHMCHAN_GO_CHILD_HOSTILE"); name != "" {
+		hostileChild(name)
+	}
 	if name := os.Getenv("SHMCHAN_GO_CHILD_WRITER"); name != "" {
 		c, err := Open(name, OpenOptions{})
 		if err != nil {

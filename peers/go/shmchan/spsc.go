@@ -27,7 +27,7 @@ type Writer struct {
 	// Spin is how long a blocked Reserve polls before it sleeps (default 100 µs).
 	Spin    time.Duration
 	scanSeq uint64
-	deadGen []uint64 // BROADCAST: gen + 1 of places found dead
+	dead    []deadPlace // BROADCAST: the generation of places found dead
 	closed  bool
 }
 
@@ -50,6 +50,10 @@ func (c *Channel) Writer() (*Writer, error) {
 	if c.g.Kind == KindSPSC && head-tail > uint64(c.g.Capacity) {
 		unlockByte(c.fd, lockWriter)
 		return nil, c.poison("corrupt positions at writer attach: head %d, tail %d", head, tail)
+	}
+	if c.g.Kind != KindSPSC && head >= maxPosition {
+		unlockByte(c.fd, lockWriter)
+		return nil, c.poison("corrupt head %d at writer attach (positions stay below 2^63)", head)
 	}
 	w := &Writer{c: c, head: head, cachedTail: tail, reserved: noReservation, Spin: DefaultSpin,
 		wakeSeq: atomic.LoadUint32(c.u32(offHeadWake)), messages: atomic.LoadUint64(c.u64(offWMessages)),

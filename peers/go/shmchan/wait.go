@@ -59,6 +59,12 @@ func (c *Channel) waitChange(ctx context.Context, wt waiter, timeout time.Durati
 		}
 	}
 	if wt.counted {
+		// R21: a counted sleeper holds a shared lock on the sleepers' byte while it is counted, so
+		// that a writer can tell a count left by sleepers that died from live ones
+		if err := c.sleeperEnter(); err != nil {
+			return 0, err
+		}
+		defer c.sleeperLeave()
 		atomic.AddUint32(wt.flag, 1) // R21: many sleepers, read-modify-write only
 		defer atomic.AddUint32(wt.flag, ^uint32(0))
 	} else {
@@ -114,6 +120,37 @@ func (c *Channel) waitChange(ctx context.Context, wt waiter, timeout time.Durati
 		if err := futexWait(wt.wake, seq, d); err != nil && !errors.Is(err, ErrTimeout) && !errors.Is(err, unix.EINTR) {
 			return 0, err
 		}
+	}
+}
+
+// sleeperEnter: the first counted sleeper of this handle takes the shared lock on the sleepers'
+// byte (an OFD lock belongs to the handle's descriptor, not to a goroutine), waiting while a
+// writer holds it exclusively to repair the count (microseconds).
+func (c *Channel) sleeperEnter() error {
+	c.sleepMu.Lock()
+	defer c.sleepMu.Unlock()
+	if c.sleepers == 0 {
+		lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: 0, Start: lockSleepers, Len: 1}
+		for {
+			err := unix.FcntlFlock(uintptr(c.fd), unix.F_OFD_SETLKW, &lk)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EINTR) {
+				return err
+			}
+		}
+	}
+	c.sleepers++
+	return nil
+}
+
+// sleeperLeave: the last one drops the lock, after its count was subtracted.
+func (c *Channel) sleeperLeave() {
+	c.sleepMu.Lock()
+	defer c.sleepMu.Unlock()
+	if c.sleepers--; c.sleepers == 0 {
+		unlockByte(c.fd, lockSleepers)
 	}
 }
 

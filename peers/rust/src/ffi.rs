@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-//! Raw declarations of `csrc/include/shmchan.h` (checked against the C sizes by the tests).
+//! Raw declarations of `csrc/include/shmchan.h`: checked against the C sizes by the tests, and
+//! every declaration against the header by `tests/test_api_copies.py`.
 #![allow(non_camel_case_types)]
 
 use std::os::raw::{c_char, c_int, c_void};

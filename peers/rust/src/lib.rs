@@ -116,6 +116,7 @@ pub mod code {
     pub const EENDED: i32 = 2006;
     pub const EPINNED: i32 = 2007;
     pub const ENOREADERS: i32 = 2008;
+    pub const ENOTREG: i32 = 2009;
 }
 
 /// What went wrong, by category.
@@ -158,7 +159,7 @@ impl Error {
         let kind = match -rc {
             code::EPEERDEAD => ErrorKind::PeerDead,
             code::EENDED => ErrorKind::Ended,
-            code::EBADMAGIC | code::EVERSION | code::ENOTINIT => ErrorKind::Incompatible,
+            code::EBADMAGIC | code::EVERSION | code::ENOTINIT | code::ENOTREG => ErrorKind::Incompatible,
             code::ECORRUPT => ErrorKind::Corrupt,
             libc_errno::ETIMEDOUT | libc_errno::EAGAIN => ErrorKind::Timeout,
             libc_errno::EBUSY | code::ENOREADERS => ErrorKind::Busy,

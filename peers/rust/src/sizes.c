@@ -34,6 +34,7 @@ uint64_t shmchan_rs_sizeof(int which)
 	case 105: return SHMCHAN_START_LATEST;
 	case 106: return SHMCHAN_START_OLDEST;
 	case 107: return SHMCHAN_ENOREADERS;
+	case 108: return SHMCHAN_ENOTREG;
 	default: return 0;
 	}
 }

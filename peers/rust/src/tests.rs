@@ -43,6 +43,7 @@ fn ffi_constants_match_the_c_header() {
     assert_eq!(ffi::SHMCHAN_START_LATEST, c(105));
     assert_eq!(ffi::SHMCHAN_START_OLDEST, c(106));
     assert_eq!(code::ENOREADERS as u32, c(107));
+    assert_eq!(code::ENOTREG as u32, c(108));
 }
 
 #[test]

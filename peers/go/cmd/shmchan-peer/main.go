@@ -6,7 +6,7 @@
 //	shmchan-peer produce NAME [--create] [--frames N] [--width W] [--height H] [--format F] [--capacity C]
 //	    [--schema frame|frame_next|frame_incompatible|none] [--slot-size B] [--verify crc|stamp|none]
 //	    [--msync none|async|sync|explicit] [--hold] [--timeout S]
-//	shmchan-peer consume NAME [the same options]
+//	shmchan-peer consume NAME [the same options; --verify crc|stamp|frames|none]
 //	shmchan-peer bcast writer NAME [--create] [--slot-size B] [--capacity C] [--max-readers R]
 //	    [--policy block|overwrite] [--messages N] [--wait-readers K] [--interval-us U] [--timeout S] [--hold]
 //	shmchan-peer bcast reader NAME [--start oldest|latest] [--policy block|overwrite] [--delay-us U] [--timeout S]
@@ -14,6 +14,9 @@
 //	shmchan-peer state reader NAME [--wait] [--timeout S]
 //	shmchan-peer open NAME [--timeout S]
 //
+// F is a pixel format of docs/protocol.md (RGB24, I420, P010, ...) or FFmpeg's name of it (yuv420p,
+// ...). consume --verify frames prints a line per frame with its media fields and the crc32 of its
+// image rows (the same line as the C++ and Rust consumers).
 // NAME with a '/' is a file-backed channel; unix:SOCKET is a sealed channel served on that socket. It prints "ready" when attached and a "done ..." line
 // at the end; errors print "error TAG: ..." and exit with the contract's codes.
 package main
@@ -218,7 +221,7 @@ func frames(f flags, producer bool) {
 	}
 	fw, err := shmchan.NewFrameWriter(w, h, format)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bad frame geometry")
+		fmt.Fprintf(os.Stderr, "bad frame geometry: %v\n", err)
 		os.Exit(2)
 	}
 	schemaName := f.str("schema", "frame")
@@ -321,6 +324,9 @@ func frames(f flags, producer bool) {
 			switch verify {
 			case "crc":
 				crc = crc32.Update(crc, crc32.IEEETable, fr.Pixels)
+			case "frames":
+				crc = crc32.Update(crc, crc32.IEEETable, fr.Pixels)
+				fmt.Println(fr.Line())
 			case "stamp":
 				if uint64(len(base)) != uint64(len(fr.Pixels)) {
 					base = patternBase(uint64(len(fr.Pixels)))

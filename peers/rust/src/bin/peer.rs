@@ -28,7 +28,7 @@ fn open_verdict(name: &str, timeout: f64) -> i32 {
         }
         Err(e) => {
             let (tag, rc) = match (e.kind, -e.code) {
-                (_, code::EBADMAGIC | code::EVERSION | code::ENOTINIT) => ("incompatible", 3),
+                (_, code::EBADMAGIC | code::EVERSION | code::ENOTINIT | code::ENOTREG) => ("incompatible", 3),
                 (_, code::ECORRUPT) => ("corrupt", 6),
                 (_, 1 | 13) => ("permission", 7), // EPERM, EACCES
                 (_, 16) => ("busy", 8),           // EBUSY
