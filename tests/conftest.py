@@ -16,6 +16,9 @@ from uuid import uuid4
 
 import pytest
 
+# the skip policy's hooks (SHMCHAN_FAIL_ON_SKIP=1 turns skips into failures), installed for the suite
+from skip_policy import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = "tests/peers.py"
 SHM = "/dev/shm"
