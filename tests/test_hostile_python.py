@@ -4,9 +4,9 @@ process with a deadline, so a crash or a hang is a failure, never a stuck suite.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
-import contextlib
 import json
 import mmap
 import os
