@@ -689,7 +689,7 @@ static void storm(int kind, uint32_t policy)
 	}
 	t_unmap(&m);
 	for (int i = 0; i < 3; i++)
-		CHECK_CHILD(victims[i], 30000, 0); /* not crashed, not hung (a victim may nap 1 s per join; ASan on a busy machine is slow) */
+		CHECK_CHILD(victims[i], 30000, 0); /* not crashed, not hung (ASan on a busy machine is slow) */
 	CHECK_RC(shmchan_channel_unlink(ch), 0);
 	shmchan_close(ch);
 }
