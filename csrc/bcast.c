@@ -236,7 +236,8 @@ static void set_place_state(struct shmchan_reader_place *p, uint32_t v)
  * JOIN_GIVE_UP_NS that is -ETIMEDOUT, a signal ends the wait with -EINTR and shmchan_interrupt
  * with -ECANCELED, so a join never spins for ever. 0 when settled.
  */
-static int settle_join(shmchan_channel *ch, uint64_t *start)
+/* Waits while a scan runs (scan_seq odd); mask: the caller's signal mask, signals held meanwhile. */
+static int wait_scan(shmchan_channel *ch, const sigset_t *mask)
 {
 	struct shmchan_header *h = ch->hdr;
 	const int64_t t0 = shmchan_now_ns();
@@ -246,7 +247,7 @@ static int settle_join(shmchan_channel *ch, uint64_t *start)
 		uint64_t sseq = shmchan_load_acquire64(&h->scan_seq);
 		int64_t waited;
 		if (!(sseq & 1))
-			break;
+			return 0;
 		/* a scan is running; it takes microseconds unless its writer died (or stopped) in it */
 		if (shmchan_interrupted(ch))
 			return -ECANCELED; /* the handle is going away */
@@ -259,7 +260,7 @@ static int settle_join(shmchan_channel *ch, uint64_t *start)
 			/* (L1) acquire: pairs with (L0) in liveness.c */
 			uint32_t ws = shmchan_load_acquire32(&h->writer_state);
 			if (!shmchan_peer_alive(ch, 1) || ws != SHMCHAN_PEER_ATTACHED)
-				break; /* no live writer: the next one scans afresh, from its floor */
+				return 0; /* no live writer: the next one scans afresh, from its floor */
 		}
 		if (waited >= JOIN_GIVE_UP_NS) {
 			shmchan_note(ch, "the writer has been scanning the reader places for over %d ms (scan_seq "
@@ -267,19 +268,33 @@ static int settle_join(shmchan_channel *ch, uint64_t *start)
 				     JOIN_GIVE_UP_NS / 1000000, (unsigned long long)sseq);
 			return -ETIMEDOUT;
 		}
-		{
-			struct timespec nap = {0, JOIN_NAP_NS};
-			if (nanosleep(&nap, NULL) != 0 && errno == EINTR)
-				return -EINTR;
-		}
+		if (shmchan_nap(JOIN_NAP_NS, mask))
+			return -EINTR; /* a signal came, at any time since the wait began */
 	}
-	{
-		/* that scan's floor; after a writer died scanning, the floor the next one starts from
-		   (it clamps our cursor up to it) */
-		uint64_t f = shmchan_read_once64(&h->floor);
-		if (f - *start < (UINT64_C(1) << 63))
-			*start = f; /* the floor is ahead of where we meant to start */
+}
+
+static int settle_join(shmchan_channel *ch, uint64_t *start)
+{
+	uint64_t f;
+
+	/* (J4) acquire: an even scan_seq comes with that scan's floor; pairs with (J3) */
+	if (shmchan_load_acquire64(&ch->hdr->scan_seq) & 1) {
+		/* a scan runs: wait with asynchronous signals held, so none is missed between naps (no
+		   system call on the common path, where no scan runs) */
+		sigset_t mask;
+		int rc;
+
+		shmchan_signals_hold(&mask);
+		rc = wait_scan(ch, &mask);
+		shmchan_signals_restore(&mask);
+		if (rc)
+			return rc;
 	}
+	/* that scan's floor; after a writer died scanning, the floor the next one starts from (it
+	   clamps our cursor up to it) */
+	f = shmchan_read_once64(&ch->hdr->floor);
+	if (f - *start < (UINT64_C(1) << 63))
+		*start = f; /* the floor is ahead of where we meant to start */
 	return 0;
 }
 

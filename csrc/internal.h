@@ -4,6 +4,7 @@
 #define SHMCHAN_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -213,6 +214,15 @@ void shmchan_futex_wake(_Atomic uint32_t *word);
 int shmchan_futex_wake_all(_Atomic uint32_t *word); /* how many it woke, or -1 */
 /* msync of [start, start + len), widened to whole pages. */
 void shmchan_msync_range(uint8_t *start, uint64_t len, int flags);
+/*
+ * Naps that never miss a signal. Between shmchan_signals_hold (which blocks every asynchronous
+ * signal, and saves the caller's mask in *old) and shmchan_signals_restore, a signal stays pending
+ * until the next shmchan_nap, which sleeps with the caller's mask (ppoll's atomic swap) and then
+ * returns -EINTR. A plain nanosleep misses a signal handled between two naps.
+ */
+void shmchan_signals_hold(sigset_t *old);
+void shmchan_signals_restore(const sigset_t *old);
+int shmchan_nap(int64_t ns, const sigset_t *old); /* 0, or -EINTR: a signal came */
 
 /* ==== Waiting and waking (wait.c) ==== */
 

@@ -2,6 +2,7 @@
 /* The platform: clocks and deadlines, the page size, CPU affinity, futexes and msync. */
 #include <errno.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -93,4 +94,29 @@ void shmchan_msync_range(uint8_t *start, uint64_t len, int flags)
 	uintptr_t a = (uintptr_t)start & ~((uintptr_t)shmchan_page_size() - 1);
 
 	(void)msync((void *)a, (size_t)((uintptr_t)start + len - a), flags);
+}
+
+void shmchan_signals_hold(sigset_t *old)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	/* a fault must still reach its handler (the SIGBUS guard) or kill us, never stay pending */
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void shmchan_signals_restore(const sigset_t *old)
+{
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+int shmchan_nap(int64_t ns, const sigset_t *old)
+{
+	struct timespec t = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+
+	return ppoll(NULL, 0, &t, old) < 0 && errno == EINTR ? -EINTR : 0;
 }
