@@ -311,8 +311,6 @@ class Channel:
         diag = ffi.new("struct shmchan_diag *")
         start = time.monotonic_ns()
         pause = _OPEN_POLL_S[0]
-        if (other := not_a_file(where, is_file)) is not None:  # opening a FIFO could block
-            raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, not a channel")
         while True:
             left = -1 if tns < 0 else max(tns - (time.monotonic_ns() - start), 0)
             if is_file:
@@ -330,9 +328,6 @@ class Channel:
             detail = diag_text(diag)
             if rc == -errno.ENOENT:
                 detail = "no such channel" + (f" (waited {timeout} s for it to appear)" if tns else "")
-            elif (other := not_a_file(where, is_file)) is not None:
-                raise E.IncompatibleChannelError(f"cannot open channel {where!r}: the name holds {other}, "
-                                                 "not a channel")
             raise_for(rc, f"cannot open channel {where!r}", detail, where)
         kind = lib.shmchan_kind(out[0])
         klass = _KIND_CLASSES.get(kind, Channel)
