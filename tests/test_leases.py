@@ -202,12 +202,20 @@ def test_a_view_outlives_its_channel_handle_everywhere(unique_name: str) -> None
     ch.close()
     del ch, w, r, msg, slot
     gc.collect()
-    for v in views:
-        assert set(bytes(v)) == {ord("A")}
+    assert all(set(bytes(v)) == {ord("A")} for v in views)
     assert bytes(wview) == b"B" * 8
+    assert _mapped(unique_name) > 0  # the views keep the mapping (the name is already unlinked)
     del views, wview
     gc.collect()
+    assert _mapped(unique_name) == 0
     assert not os.path.exists(shm_path(unique_name))
+
+
+def _mapped(name: str) -> int:
+    """How many of this process's mappings are of channel ``name``."""
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if line.rstrip().endswith(f"/shmchan.{name}")
+                   or line.rstrip().endswith(f"/shmchan.{name} (deleted)"))
 
 
 def test_writer_view_kept_past_commit_blocks_reuse_of_its_slot(unique_name: str) -> None:

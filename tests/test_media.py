@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -527,49 +525,38 @@ def test_examples_run(script: str, args: list[str], expect: str) -> None:
 # ---- a peer rewriting the header while we read it ----------------------------------------------------
 
 
-def test_header_rewritten_during_decode_gives_a_frame_or_a_decode_error(unique_name: str) -> None:
-    """A thread toggles the root offset and other header bytes of a slot while the reader decodes
-    it: every decode returns a consistent frame or raises ShmchanDecodeError (never struct.error,
-    IndexError or a frame whose planes leave the message)."""
+def test_rewritten_header_bytes_give_a_frame_or_a_decode_error(unique_name: str) -> None:
+    """A peer rewrites the root offset and other header bytes of a slot (3000 seeded rewrites of one
+    or two bytes): every decode returns a consistent frame or raises ShmchanDecodeError (never
+    struct.error, IndexError or a frame whose planes leave the message), and both happen. The
+    decoder copies the header once, so a rewrite during a decode is one of these cases too."""
     size = S.frame_message_size(32, 32, "I420")
     with shmchan.Channel.create(unique_name, slot_size=size, capacity=2) as ch:
-        w, r = ch.writer(), ch.reader()
+        w = ch.writer()
         fs = w.reserve_frame(32, 32, "I420")
         view = fs.slot.buffer
         good = bytes(view[:64])
-        stop = threading.Event()
-
-        def toggle(v: memoryview) -> None:
-            rng = np.random.default_rng(3)
-            while not stop.is_set():
-                v[0] = int(rng.integers(0, 256))
-                v[int(rng.integers(8, 64))] = int(rng.integers(0, 256))
-                v[:64] = good
-                time.sleep(0)  # hand over the GIL with the header intact too, so both paths run
-
-        t = threading.Thread(target=toggle, args=(view,))
-        t.start()
+        rng = np.random.default_rng(3)
+        end = np.frombuffer(view, np.uint8).ctypes.data + len(view)
         ok = bad = 0
-        try:
-            for _ in range(3000):
-                try:
-                    f = S.decode_frame(view)
-                except shmchan.ShmchanDecodeError as exc:
-                    assert type(exc).__name__ == "ShmchanDecodeError"
-                    bad += 1
-                    continue
-                assert f.data_offset + f.data_size <= len(view) and f.width > 0
-                end = np.frombuffer(view, np.uint8).ctypes.data + len(view)
-                assert all(p.ctypes.data + p.nbytes <= end for p in f.planes)
-                ok += 1
-                del f
-        finally:
-            stop.set()
-            t.join()
-        assert ok > 0
+        for _ in range(3000):
+            view[:64] = good
+            view[0] = int(rng.integers(0, 256))  # the root offset's low byte
+            if rng.integers(0, 2):
+                view[int(rng.integers(8, 64))] = int(rng.integers(0, 256))
+            try:
+                f = S.decode_frame(view)
+            except shmchan.ShmchanDecodeError as exc:
+                assert type(exc).__name__ == "ShmchanDecodeError"
+                bad += 1
+                continue
+            assert f.data_offset + f.data_size <= len(view) and f.width > 0
+            assert all(p.ctypes.data + p.nbytes <= end for p in f.planes)
+            ok += 1
+            del f
+        assert ok > 0 and bad > 0, (ok, bad)
         del view
         fs.abort()
-        del r
 
 
 # ---- 10: docs -------------------------------------------------------------------------------------
