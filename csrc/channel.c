@@ -170,9 +170,21 @@ int shmchan_stats(const shmchan_channel *ch, struct shmchan_stats *out)
 		return -EINVAL;
 	h = ch->hdr;
 	memset(out, 0, sizeof(*out));
-	/* A snapshot for people, not for decisions: relaxed reads, fields may be mutually stale. */
-	out->head = shmchan_read_once64(&h->head);
-	out->tail = shmchan_read_once64(&h->tail);
+	/*
+	 * head and tail as one snapshot (tail, head, tail again, as an inspection takes them): while
+	 * tail stays put, tail <= head <= tail + capacity holds on a healthy channel, so a tool may call
+	 * anything else corrupt. A channel too busy to give one in 100 tries gives the last reads.
+	 */
+	for (int tries = 0; tries < 100; tries++) {
+		/* (E) acquire: pairs with (D) */
+		out->tail = shmchan_load_acquire64(&h->tail);
+		/* (C) acquire: pairs with (B) */
+		out->head = shmchan_load_acquire64(&h->head);
+		/* (E) acquire: pairs with (D) */
+		if (shmchan_load_acquire64(&h->tail) == out->tail)
+			break;
+	}
+	/* The rest is a snapshot for people, not for decisions: relaxed reads, maybe mutually stale. */
 	out->messages_written = shmchan_read_once64(&h->w_messages);
 	out->bytes_written = shmchan_read_once64(&h->w_bytes);
 	out->full_waits = shmchan_read_once64(&h->w_full);

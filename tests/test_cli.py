@@ -903,3 +903,65 @@ def test_help_describes_every_kind(command: str) -> None:
     """The commands whose report depends on the kind say what they show for each."""
     out = shmchan_cli(command, "--help").stdout
     assert all(k in out for k in ("spsc", "broadcast", "state")), out
+
+
+def test_check_positions_never_calls_a_busy_channel_corrupt(unique_name: str) -> None:
+    """The tools' corruption check looks at moving positions: on healthy SPSC and broadcast channels
+    hammered by a writer and a reader in another process it never raises (it once compared a head
+    read before a reader's place, or a tail read after head, and called busy channels corrupt)."""
+    from shmchan.cli._describe import check_positions
+
+    busy = """if True:
+        import sys, threading, time, contextlib, shmchan
+        kind, name = sys.argv[1], sys.argv[2]
+        ch = (shmchan.Broadcast if kind == "broadcast" else shmchan.Channel).open(name)
+        stop = time.monotonic() + 30
+        def write():
+            with ch.writer() as w:
+                while time.monotonic() < stop:
+                    with contextlib.suppress(shmchan.ChannelTimeoutError):
+                        w.send(b"x", timeout=0.05)
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        with ch.reader() as r:
+            r.recv_bytes(timeout=10)
+            print("moving", flush=True)
+            while time.monotonic() < stop:
+                with contextlib.suppress(shmchan.ChannelTimeoutError):
+                    r.recv_bytes(timeout=0.05)
+    """
+    for kind in ("spsc", "broadcast"):
+        name = f"{unique_name}-{kind}"
+        make = shmchan.Broadcast.create if kind == "broadcast" else shmchan.Channel.create
+        extra = {"policy": "block"} if kind == "broadcast" else {}
+        with make(name, slot_size=64, capacity=4, **extra) as ch:
+            child = subprocess.Popen([sys.executable, "-c", busy, kind, name], stdout=subprocess.PIPE, text=True)
+            try:
+                assert child.stdout is not None and child.stdout.readline() == "moving\n"
+                first = ch.stats().head
+                checks, moved, deadline = 0, 0, time.monotonic() + 25
+                while (checks < 5000 or moved < 5000) and time.monotonic() < deadline:
+                    check_positions(ch)
+                    checks += 1
+                    moved = ch.stats().head - first
+            finally:
+                child.kill()
+                child.wait(10)
+            assert checks >= 5000 and moved >= 5000, (kind, checks, moved)  # they moved all along
+
+
+def test_check_positions_refuses_impossible_positions(unique_name: str) -> None:
+    """...while a head no healthy SPSC channel can have (a peer's bytes) is an error, every time."""
+    import mmap
+
+    from shmchan import _layout
+    from shmchan.cli._describe import check_positions
+
+    with shmchan.Channel.create(unique_name, slot_size=64, capacity=4) as ch:
+        off, size = _layout.FIELDS["head"]
+        with open(_layout.shm_path(unique_name), "r+b") as f, mmap.mmap(f.fileno(), _layout.CONTROL_SIZE) as m:
+            m[off : off + size] = (ch.capacity + 1).to_bytes(size, "little")
+            with pytest.raises(shmchan.CorruptChannelError, match="impossible positions: head 5, tail 0"):
+                check_positions(ch)
+            m[off : off + size] = (ch.capacity).to_bytes(size, "little")
+            check_positions(ch)  # a full ring is possible

@@ -181,19 +181,34 @@ def _place_json(p: ReaderPlace, head: int, capacity: int, policy: str) -> JsonDi
     }
 
 
-def check_positions(ch: Channel, st: ChannelStats) -> None:
-    """Refuse SPSC positions no channel can have (a peer's bytes, or a damaged header): the tools
-    report them as an error instead of printing a fill of 2**64-1 or a negative one."""
-    if isinstance(ch, Broadcast):
-        lapped_ok = ch.policy == "overwrite"  # the writer may lap a reader; it never passes one otherwise
-        for p in ch.readers():
-            if p.state == "attached" and p.alive and (
-                    p.position > st.head or (not lapped_ok and st.head - p.position > ch.capacity)):
-                raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
-                                            f"reader {p.index} at {p.position} for {ch.capacity} slots")
-    elif _kind(ch) == "spsc" and not 0 <= st.head - st.tail <= ch.capacity:
-        raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: head {st.head}, "
-                                    f"tail {st.tail} for {ch.capacity} slots")
+def check_positions(ch: Channel, tries: int = 3) -> None:
+    """Refuse positions no channel can have (a peer's bytes, or a damaged header): the tools report
+    them as an error instead of printing a fill of 2**64-1 or a negative one.
+
+    Positions move while we look, so each look is ordered to be consistent on a healthy channel
+    (SPSC: the core's stats take head and tail as one snapshot; broadcast: head before the reader
+    places for the lag bound, after them for "no reader ahead of head"), and only what ``tries``
+    looks in a row all find impossible is called corrupt."""
+    why = ""
+    for _ in range(tries):
+        if isinstance(ch, Broadcast):
+            head_before = ch.stats().head
+            places = ch.readers()
+            head_after = ch.stats().head
+            lapped_ok = ch.policy == "overwrite"  # the writer may lap a reader; it never passes one otherwise
+            bad = [p for p in places if p.state == "attached" and p.alive and (
+                p.position > head_after or (not lapped_ok and head_before - p.position > ch.capacity))]
+            if not bad:
+                return
+            why = (f"head {head_after}, reader {bad[0].index} at {bad[0].position} for {ch.capacity} slots")
+        elif _kind(ch) == "spsc":
+            st = ch.stats()
+            if 0 <= st.head - st.tail <= ch.capacity:
+                return
+            why = f"head {st.head}, tail {st.tail} for {ch.capacity} slots"
+        else:
+            return
+    raise E.CorruptChannelError(f"channel {ch._where()!r}: impossible positions: {why}")
 
 
 def _ring_range(ch: Channel) -> tuple[int, int]:
@@ -212,7 +227,7 @@ def describe(ch: Channel, *, full: bool = False) -> JsonDict:
     kind = _kind(ch)
     places = ch.readers() if isinstance(ch, Broadcast) else []  # before stats: positions <= head
     st = ch.stats()
-    check_positions(ch, st)
+    check_positions(ch)
     sch, sch_err = _schema_json(ch)
     now = time.time()
     d: JsonDict = {

@@ -192,12 +192,12 @@ def cmd_hz(args: argparse.Namespace) -> int:
                 time.sleep(max(prev.t + args.interval - time.monotonic(), 0))
                 cur = _sample(ch)
                 if isinstance(ch, Broadcast):
-                    check_positions(ch, cur.st)
+                    check_positions(ch)
                     rep = hz_report_broadcast(prev, cur, ch.capacity, ch.policy)
                 elif isinstance(ch, State):
                     rep = hz_report_state(prev, cur)
                 else:
-                    check_positions(ch, cur.st)  # a corrupt header is an error, not a fill of 2**64-1
+                    check_positions(ch)  # a corrupt header is an error, not a fill of 2**64-1
                     rep = hz_report(prev, cur)
                 prev = cur
                 n += 1

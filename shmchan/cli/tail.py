@@ -62,7 +62,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) -> None:
     """tail of a SPSC or broadcast ring: copies of the messages it holds, oldest first."""
     kind, schema_name = _payload_kind(ch)
-    check_positions(ch, ch.stats())
+    check_positions(ch)
     first, end = _ring_range(ch)
     if args.new:
         pos = end
