@@ -188,7 +188,7 @@ def test_bad_timeouts_raise_before_any_effect(unique_name: str, bad: object) -> 
     """NaN and negative timeouts raise ValueError (a non-number TypeError), and the call does nothing."""
     with shmchan.Channel.create(unique_name, slot_size=64, capacity=2) as ch:
         w, r = ch.writer(), ch.reader()
-        exc = TypeError if isinstance(bad, (str, object)) and not isinstance(bad, (int, float)) else ValueError
+        exc = ValueError if isinstance(bad, (int, float)) else TypeError
         for call in (lambda: r.recv(timeout=bad), lambda: r.recv_bytes(timeout=bad),
                      lambda: r.recv_batch(1, timeout=bad), lambda: w.send(b"x", timeout=bad),
                      lambda: w.reserve(8, timeout=bad), lambda: w.send_batch([b"x"], timeout=bad)):
@@ -354,10 +354,10 @@ def test_iterating_an_overwrite_broadcast_survives_being_lapped(unique_name: str
                         w.send(b"%d" % i)
                 elif msg.seq == 19:
                     w.close()
-            assert got[0] == (0, 0)
-            assert got[-1][0] == 19
-            assert sum(lost for _, lost in got) + len(got) >= 20
-            assert r.lost > 0
+            # the ring of 4 holds 16..19 when the reader comes back: 1..15 were skipped, and message 0,
+            # rewritten while the loop held it, counts as lost too (its copy cannot be trusted)
+            assert got == [(0, 0), (16, 15), (17, 0), (18, 0), (19, 0)]
+            assert r.lost == 16
 
 
 def test_writer_position_and_channel_of_the_ends(unique_name: str) -> None:
