@@ -645,7 +645,11 @@ def _s16(ctx: Ctx) -> str:
         p.send("go")
         check(st.wait_for_change(0, timeout=10) >= 1, "no first version")
         reads, version = 0, 0
+        deadline = time.monotonic() + 60
         while True:
+            # a peer that dies or stalls before its last record fails the scenario, never hangs it
+            check(time.monotonic() < deadline and p.p.poll() is None,
+                  f"no last record within 60 s (peer exit {p.p.poll()}, version {version})")
             value, v = st.read()
             if v == 0:
                 continue
@@ -781,7 +785,7 @@ def _s18(ctx: Ctx) -> str:
             os.unlink(path)
             total += 1
             if peer != py:
-                differ.append(f"{src.kind if hasattr(src, 'kind') else ''}{what}: Python {py}, peer {peer!r}")
+                differ.append(f"{type(src).__name__} {what}: Python {py}, peer {peer!r}")
     check(not differ, f"{len(differ)} of {total} verdicts differ: " + "; ".join(differ[:8]))
     return f"{total} headers, the same verdict on each"
 
