@@ -74,6 +74,7 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
         " before tail could copy them"
     stop = None if args.follow else end  # without --follow: what the ring holds now, not what comes
     printed = unseen = stuck = 0
+    head = end  # the last head seen: the core's stats (a few system calls) only when pos reaches it
     retries = 1000  # snapshots of a ring whose writer overwrote all before tail copied one
     try:
         while args.count is None or printed < args.count:
@@ -87,12 +88,14 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
                     unseen = 0
                     continue
                 break
-            if pos >= ch.stats().head:
-                if not args.follow:
-                    break
-                time.sleep(TAIL_POLL)
-                continue
-            data, first, _end = ch.inspect(pos)
+            if pos >= head:
+                head = ch.stats().head
+                if pos >= head:
+                    if not args.follow:
+                        break
+                    time.sleep(TAIL_POLL)
+                    continue
+            data, first, head = ch.inspect(pos)
             if data is None:
                 if first > pos:  # gone (released, or overwritten) before we looked
                     unseen += (first if stop is None else min(first, stop)) - pos
@@ -105,6 +108,8 @@ def _tail_ring(args: argparse.Namespace, ch: Channel, deadline: float | None) ->
                 if stuck > _STUCK_LOOKS:
                     raise E.CorruptChannelError(f"channel {ch._where()!r}: position {pos} stays unreadable "
                                                 f"(head {ch.stats().head}): impossible positions")
+                if stuck > 8:
+                    time.sleep(1e-4)  # a rewrite takes microseconds: past the first looks, do not spin
                 continue
             stuck = 0
             m = summarize(data, None if kind == "other" else kind, args.bytes)

@@ -367,9 +367,11 @@ _CHECKED: weakref.WeakKeyDictionary[Channel, set[str]] = weakref.WeakKeyDictiona
 def _check_payload(ch: Channel, expected: PayloadSchema) -> None:
     """Writers of Frame/Tensor messages: refuse a channel declared with another payload schema
     (checked once per channel handle and schema)."""
-    done = _CHECKED.setdefault(ch, set())
-    if expected.name in done:
-        return
+    done = _CHECKED.get(ch)
+    if done is not None and expected.name in done:
+        return  # the per-message path: one lookup, nothing allocated
+    if done is None:
+        done = _CHECKED.setdefault(ch, set())
     info = channel_info(ch)
     if info is not None and info.payload is not None:
         check_compatible(info.payload, expected, f"channel {ch._where()!r}")
