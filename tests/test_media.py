@@ -355,6 +355,21 @@ def test_audio_frames_round_trip_through_pyav(unique_name: str, fmt: str) -> Non
             del a, back
 
 
+def test_pyav_helpers_refuse_a_channel_of_another_payload(unique_name: str) -> None:
+    """send_av_audio and send_av_packet check the channel's declared payload, as send_av_frame does:
+    audio or packets into a channel of Frames is an IncompatibleChannelError, and nothing is sent."""
+    af = av.AudioFrame.from_ndarray(np.zeros((2, 64), np.float32), format="fltp", layout="stereo")
+    af.sample_rate = 48000
+    pkt = av.Packet(b"\x00\x00\x00\x01" * 8)
+    with shmchan.Channel.create(unique_name, slot_size=S.frame_message_size(64, 48), capacity=2, schema="frame") as ch:
+        w = ch.writer()
+        with pytest.raises(shmchan.IncompatibleChannelError):
+            media.send_av_audio(w, af)
+        with pytest.raises(shmchan.IncompatibleChannelError):
+            media.send_av_packet(w, pkt, "h264")
+        assert ch.stats().head == 0
+
+
 def test_golden_messages_are_what_python_writes(unique_name: str) -> None:
     """schemas/golden/{frame_v2,packet,audio}.bin (the native peers' test inputs) are exactly what
     Python writes for their values today."""
@@ -588,3 +603,18 @@ def test_dlpack_shares_a_message_array_and_old_importers_get_buffer_error(unique
             with pytest.raises(BufferError):
                 a.__dlpack__()
             del a, b
+
+
+@pytest.mark.parametrize(("sent", "received", "verified", "errors"), [
+    ([1, 2, 3], [1, 2, 3], 3, 0),
+    ([1, 2, 3], [1, 9, 3, 4], 2, 2),   # one hash differs, one frame too many
+    ([1, 2, 3, 4], [1, 9], 1, 3),      # one differs, two missing: still one verified frame
+    ([1, 2], [], 0, 2),
+])
+def test_pipeline_counts_verified_frames_exactly(sent: list[int], received: list[int], verified: int,
+                                                 errors: int) -> None:
+    """A run's verified count is the frames whose hash matches the producer's at the same index."""
+    got = {"producer": ("producer", sent, 0.0), "consumer": ("consumer", received, 0.0, 1.0)}
+    res = pipeline._result("shmchan", got)
+    assert (res.frames, res.verified, res.errors) == (len(received), verified, errors)
+    assert bool(res.first_error) == bool(errors)

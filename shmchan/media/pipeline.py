@@ -248,14 +248,14 @@ def _result(label: str, got: dict[str, tuple[Any, ...]]) -> VideoResult:
         return VideoResult(label, len(hashes), len(hashes), 0, seconds, cpu, hashes=hashes)
     _, sent, cpu_p = got["producer"]
     _, received, cpu_c, seconds = got["consumer"]
+    verified = sum(a == b for a, b in zip(sent, received, strict=False))  # same hash at the same index
     errors = sum(a != b for a, b in zip(sent, received, strict=False)) + abs(len(sent) - len(received))
     first = ""
     if errors:
         bad = next((i for i, (a, b) in enumerate(zip(sent, received, strict=False)) if a != b), min(len(sent),
                                                                                                       len(received)))
         first = f"frame {bad}: hash differs (or missing)"
-    return VideoResult(label, len(received), len(received) - errors if errors <= len(received) else 0, errors,
-                       seconds, cpu_p + cpu_c, first, received)
+    return VideoResult(label, len(received), verified, errors, seconds, cpu_p + cpu_c, first, received)
 
 
 def run_video(path: str, *, frames: int | None = None, capacity: int = 8, encoder: str = "mpeg4",

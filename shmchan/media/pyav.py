@@ -137,6 +137,7 @@ def send_av_audio(writer: Writer, af: Any, *, timeout: float | None = None, **fi
     meta.update(fields)
     fmt, planar = _audio.SampleFormat.parse(af.format.name)
     channels = af.layout.nb_channels
+    meta.setdefault("channel", writer.channel)  # refuse a channel declared for another payload
     with _audio.reserve_audio(writer, af.samples, fmt, channels, af.sample_rate, planar=bool(planar),
                               timeout=timeout, **meta) as slot:
         arr = slot.array
@@ -182,6 +183,7 @@ def send_av_packet(writer: Writer, pkt: Any, codec: str | None = None, *, timeou
             meta.update(width=int(ctx.width), height=int(ctx.height))
     meta.update(fields)
     name = codec or (ctx.name if ctx is not None else "")
+    meta.setdefault("channel", writer.channel)  # refuse a channel declared for another payload
     _packet.send_packet(writer, memoryview(pkt), name, timeout=timeout, **meta)
 
 
