@@ -24,7 +24,6 @@ import av
 import numpy as np
 
 import shmchan
-from shmchan import schema
 from shmchan.media import send_av_audio, to_av_audio
 
 
@@ -52,11 +51,9 @@ def consumer(name: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
     with shmchan.Channel.open(name, schema="audio") as ch, ch.reader() as r, av.open(sink, "w", format="ogg") as enc:
         st = None
         for msg in r:
-            af = to_av_audio(msg)
-            a = schema.decode_audio(msg.buffer)
-            crc = zlib.crc32(np.ascontiguousarray(a.array).data, crc)
-            blocks, samples = blocks + 1, samples + a.samples
-            del a
+            af = to_av_audio(msg)  # decodes the message once, into a PyAV frame (a copy)
+            crc = zlib.crc32(np.ascontiguousarray(af.to_ndarray()).data, crc)
+            blocks, samples = blocks + 1, samples + af.samples
             if st is None:
                 st = enc.add_stream("libopus", rate=48000)
                 st.layout = af.layout.name

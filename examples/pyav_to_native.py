@@ -22,7 +22,7 @@ import av
 
 import shmchan
 from shmchan.media import send_av_frame
-from shmchan.media.pipeline import _av_planes, frame_hash, make_test_video
+from shmchan.media.pipeline import av_planes, frame_hash, make_test_video
 
 ROOT = Path(__file__).resolve().parent.parent
 CONSUMERS = {"rust": ROOT / "peers/rust/target/release/shmchan-consumer", "c": ROOT / "peers/c/build/shmchan-consumer"}
@@ -55,7 +55,7 @@ def main() -> int:
                     for seq, vf in enumerate(container.decode(stream)):
                         if a.frames is not None and seq >= a.frames:
                             break
-                        sent.append(frame_hash(_av_planes(vf)))
+                        sent.append(frame_hash(av_planes(vf)))
                         send_av_frame(wr, vf, seq=seq, timeout=30)
                 got = [int(line.rsplit("crc=", 1)[1], 16) for line in peer.stdout if line.startswith("frame ")]
                 peer.wait(30)

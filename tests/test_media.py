@@ -131,7 +131,7 @@ def test_send_av_frame_trims_ffmpeg_row_padding(unique_name: str, fmt: str) -> N
         buf[...] = rng.integers(0, 256, buf.size, dtype=np.uint8)
     assert any(p.line_size > S.plane_layout(S.PixelFormat.parse(fmt), 100, 30)[i][1]
                for i, p in enumerate(src.planes)), "the test wants padded rows"
-    expect = pipeline._av_planes(src)
+    expect = pipeline.av_planes(src)
     with shmchan.Channel.create(unique_name, slot_size=S.frame_message_size(100, 30, fmt), capacity=2,
                                 schema="frame") as ch:
         w, r = ch.writer(), ch.reader()
@@ -142,7 +142,7 @@ def test_send_av_frame_trims_ffmpeg_row_padding(unique_name: str, fmt: str) -> N
             assert all(np.array_equal(got.view(np.uint8), want) for got, want in zip(f.planes, expect, strict=True))
             back = media.to_av_frame(f)
             assert back.format.name == S.PixelFormat.parse(fmt).ffmpeg_name
-            assert pipeline.frame_hash(pipeline._av_planes(back)) == pipeline.frame_hash(expect)
+            assert pipeline.frame_hash(pipeline.av_planes(back)) == pipeline.frame_hash(expect)
             del f, back
 
 
@@ -303,7 +303,7 @@ def test_opencv_converts_a_yuyv_webcam_frame(unique_name: str) -> None:
 def test_h264_packets_through_a_channel_decode_like_the_file(unique_name: str, h264: Path) -> None:
     """Compressed packets (codec, pts/dts, key frame, extradata) go through Packet messages and a
     PyAV decoder on the far side gets exactly the frames of decoding the file directly."""
-    direct = [pipeline.frame_hash(pipeline._av_planes(f)) for f in av_frames(h264)]
+    direct = [pipeline.frame_hash(pipeline.av_planes(f)) for f in av_frames(h264)]
     got: list[int] = []
     with av.open(str(h264)) as c, shmchan.Channel.create(unique_name, slot_size=1 << 18, capacity=64,
                                                          schema="packet") as ch:
@@ -326,9 +326,9 @@ def test_h264_packets_through_a_channel_decode_like_the_file(unique_name: str, h
                 first = False
             del p
             for f in dec.decode(media.to_av_packet(msg)):
-                got.append(pipeline.frame_hash(pipeline._av_planes(f)))
+                got.append(pipeline.frame_hash(pipeline.av_planes(f)))
         for f in dec.decode(None):
-            got.append(pipeline.frame_hash(pipeline._av_planes(f)))
+            got.append(pipeline.frame_hash(pipeline.av_planes(f)))
     assert keys >= 1 and got == direct
 
 
@@ -478,7 +478,7 @@ def test_h264_video_to_a_native_consumer_is_hash_identical(unique_name: str, h26
     consumer, which prints the crc32 of each frame's pixel rows: all equal to the hashes of PyAV's
     frames."""
     frames = av_frames(h264)
-    expect = [pipeline.frame_hash(pipeline._av_planes(f)) for f in frames]
+    expect = [pipeline.frame_hash(pipeline.av_planes(f)) for f in frames]
     with shmchan.Channel.create(unique_name, slot_size=S.frame_message_size(320, 240, "yuv420p"), capacity=4,
                                 schema="frame") as ch:
         peer = subprocess.Popen([*native(lang, "consumer"), unique_name, "--width", "320", "--height", "240",

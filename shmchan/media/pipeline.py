@@ -87,7 +87,7 @@ def frame_hash(planes: list[Any]) -> int:
     return crc
 
 
-def _av_planes(vf: Any) -> list[Any]:
+def av_planes(vf: Any) -> list[Any]:
     """The planes of a PyAV frame as arrays of their pixel rows (FFmpeg's row padding cut off)."""
     layout = plane_layout(PixelFormat.parse(vf.format.name), vf.width, vf.height)
     out = []
@@ -147,7 +147,7 @@ def _shm_producer(name: str, path: str, limit: int | None, go: Any, out: Any) ->
     with Channel.open(name) as ch, ch.writer() as w:
         go.wait()
         for seq, vf in enumerate(_decode(path, limit)):
-            hashes.append(frame_hash(_av_planes(vf)))
+            hashes.append(frame_hash(av_planes(vf)))
             send_av_frame(w, vf, seq=seq, timeout=60)
     out.put(("producer", hashes, _cpu()))
 
@@ -176,7 +176,7 @@ def _queue_producer(q: Any, path: str, limit: int | None, go: Any, out: Any) -> 
     hashes = []
     go.wait()
     for vf in _decode(path, limit):
-        hashes.append(frame_hash(_av_planes(vf)))
+        hashes.append(frame_hash(av_planes(vf)))
         q.put((vf.format.name, vf.to_ndarray()))  # the usual way: a new array per frame, pickled
     q.put(None)
     out.put(("producer", hashes, _cpu()))
@@ -192,7 +192,7 @@ def _queue_consumer(q: Any, encoder: str, output: str | None, go: Any, out: Any)
     while (item := q.get()) is not None:
         fmt, arr = item
         vf = av.VideoFrame.from_ndarray(arr, format=fmt)
-        hashes.append(frame_hash(_av_planes(vf)))
+        hashes.append(frame_hash(av_planes(vf)))
         if enc is None:
             enc = _Encoder(encoder, vf.width, vf.height, output)
         enc.encode(vf)
@@ -206,8 +206,8 @@ def _one_process(path: str, limit: int | None, encoder: str, output: str | None,
     enc: _Encoder | None = None
     t0 = time.monotonic()
     for vf in _decode(path, limit):
-        hashes.append(frame_hash(_av_planes(vf)))  # the producer's hash
-        hashes.append(frame_hash(_av_planes(vf)))  # the consumer's hash: the same work as the pipelines
+        hashes.append(frame_hash(av_planes(vf)))  # the producer's hash
+        hashes.append(frame_hash(av_planes(vf)))  # the consumer's hash: the same work as the pipelines
         if enc is None:
             enc = _Encoder(encoder, vf.width, vf.height, output)
         enc.encode(vf)
