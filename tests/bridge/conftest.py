@@ -2,9 +2,8 @@
 
 Every Zenoh session of these tests runs in a private network namespace that has nothing but a
 loopback interface (shmchan.bridge._netns), listens and connects only on tcp/127.0.0.1:PORT, and
-has multicast scouting and gossip switched off (the bridge's own defaults; the JSON5 file below
-says so again). Where no namespace can be made, the tests fall back to the host's loopback and
-say so with a warning.
+has multicast scouting and gossip switched off (the bridge's own defaults). Where no namespace can
+be made, the tests fall back to the host's loopback and say so with a warning.
 """
 
 from __future__ import annotations
@@ -143,17 +142,6 @@ class ZenohNet:
     def connect(port: int) -> list[str]:
         return ["--connect", f"tcp/127.0.0.1:{port}"]
 
-    @staticmethod
-    def config_file(path: Path, *, listen: list[str] = (), connect: list[str] = ()) -> Path:  # type: ignore[assignment]
-        """A Zenoh JSON5 configuration for --config: loopback endpoints, scouting off."""
-        path.write_text(json.dumps({
-            "mode": "peer",
-            "listen": {"endpoints": list(listen)},
-            "connect": {"endpoints": list(connect)},
-            "scouting": {"multicast": {"enabled": False}, "gossip": {"enabled": False}},
-        }, indent=2))
-        return path
-
     def wrap(self, argv: list[str]) -> list[str]:
         return self.netns.command(argv) if self.netns is not None else argv
 
@@ -161,8 +149,7 @@ class ZenohNet:
 @pytest.fixture(scope="session")
 def zenoh_net() -> Iterator[ZenohNet]:
     """The private network namespace (made once), or the host's loopback when none can be made."""
-    # an optional package, like the bench's peers: the test extra has it (the normal CI run), the
-    # sanitizer run's venv does not
+    # an optional package (the bridge extra); the test extra installs it, and so does the sanitizer run
     pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (pip install -e '.[test]')")
     from shmchan.bridge._netns import PrivateNetwork
 
