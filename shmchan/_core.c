@@ -3136,7 +3136,7 @@ static void pixelspec_dealloc(PixelSpecObject *sp)
 static PyObject *frame_make_pixels(FrameBaseObject *f)
 {
 	PixelSpecObject *sp = f->spec;
-	PyObject *arr, *view = f->view;
+	PyObject *arr, *base, *view = f->view;
 	char *data;
 	uint64_t len;
 	int readonly;
@@ -3145,33 +3145,42 @@ static PyObject *frame_make_pixels(FrameBaseObject *f)
 		PyErr_SetString(MessageReleasedError, "the views of this frame were released");
 		return NULL;
 	}
-	if (Py_TYPE(view) == &TokenType) {
+	if (Py_TYPE(view) == &TokenType) { /* the fast paths' views: the slot's token itself */
 		TokenObject *t = (TokenObject *)view;
 		data = t->data;
 		len = (uint64_t)t->len;
 		readonly = t->readonly;
-	} else {
-		Py_buffer b;
-		if (PyObject_GetBuffer(view, &b, PyBUF_SIMPLE) < 0)
+		base = Py_NewRef(view);
+	} else { /* a memoryview (or any buffer): the array holds an export of it, as numpy's would */
+		Py_buffer *b;
+		base = PyMemoryView_FromObject(view);
+		if (!base)
 			return NULL;
-		data = b.buf;
-		len = (uint64_t)b.len;
-		readonly = b.readonly;
-		PyBuffer_Release(&b); /* the array keeps the view itself */
+		b = PyMemoryView_GET_BUFFER(base);
+		if (!PyBuffer_IsContiguous(b, 'C')) {
+			Py_DECREF(base);
+			PyErr_SetString(PyExc_TypeError, "a frame's view must be contiguous");
+			return NULL;
+		}
+		data = b->buf;
+		len = (uint64_t)b->len;
+		readonly = b->readonly;
 	}
 	if (sp->offset > len || sp->span > len - sp->offset) {
 		PyErr_Format(PyExc_ValueError, "pixels [%llu, +%llu) outside a message of %llu bytes",
 			     (unsigned long long)sp->offset, (unsigned long long)sp->span, (unsigned long long)len);
+		Py_DECREF(base);
 		return NULL;
 	}
 	Py_INCREF(sp->descr);
 	arr = PyArray_NewFromDescr(&PyArray_Type, sp->descr, sp->nd, sp->dims, sp->strides, data + sp->offset,
 				   readonly ? 0 : NPY_ARRAY_WRITEABLE, NULL);
-	if (!arr)
+	if (!arr) {
+		Py_DECREF(base);
 		return NULL;
+	}
 	PyArray_UpdateFlags((PyArrayObject *)arr, NPY_ARRAY_UPDATE_ALL);
-	Py_INCREF(view);
-	if (PyArray_SetBaseObject((PyArrayObject *)arr, view) < 0) { /* steals the view */
+	if (PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) { /* steals base */
 		Py_DECREF(arr);
 		return NULL;
 	}

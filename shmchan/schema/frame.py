@@ -310,7 +310,14 @@ class _Geometry:
             self.pixels_spec = ((3, height, width), (width * height, width, 1), first, dt)
         else:
             self.pixels_spec = ((data_size,), (1,), data_offset, _DTYPES[1])
-        self.native = _core.PixelSpec(*self.pixels_spec)  # what FrameView.pixels makes in C
+        self.native: _core.PixelSpec | None = None
+
+    def spec(self) -> _core.PixelSpec:
+        """``pixels_spec`` for FrameView.pixels (native). Made when first needed: only once the
+        geometry was found to fit a message (a peer's sizes may be anything before)."""
+        if self.native is None:
+            self.native = _core.PixelSpec(*self.pixels_spec)
+        return self.native
 
     def pixels(self, view: Any) -> npt.NDArray[Any]:
         shape, strides, off, dt = self.pixels_spec
@@ -592,7 +599,7 @@ class _FrameTemplate:
             offsets = (pos["seq"], pos["timestamp_ns"], pos["pts"] if has_pts else -1,
                        pos["duration"] if has_duration else -1)
             self.native = _core.FrameTemplate(width, height, pixel_format, data, self.size, offsets, key,
-                                              self.values, self.geometry, self.geometry.native)
+                                              self.values, self.geometry, self.geometry.spec())
         return self.native
 
 
@@ -708,7 +715,7 @@ def reserve_frame(
 
 
 def _view(vals: tuple[Any, ...], g: _Geometry, view: Any) -> FrameView:
-    return FrameView(vals, g, view, vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR], g.native)
+    return FrameView(vals, g, view, vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR], g.spec())
 
 
 def _nothing() -> None:
@@ -769,7 +776,7 @@ def decode_message(msg: Message) -> FrameView:
     if run is not None:
         start, extent, idx = run
         _core._frame_reader_cache(msg, hdr[:extent], start, tuple(_VOLATILE_KIND[i] for i in idx),
-                                  (vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR]), g.end, vals, g, g.native)
+                                  (vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR]), g.end, vals, g, g.spec())
     return _view(vals, g, view)
 
 
