@@ -3299,13 +3299,22 @@ static PyObject *framebase_new(PyTypeObject *type, PyObject *args, PyObject *kwd
 /* A frame of the registered FrameView class (its fields are set by the caller). */
 static FrameBaseObject *frame_alloc(PyObject *values, PyObject *geometry, PixelSpecObject *spec)
 {
-	FrameBaseObject *f = (FrameBaseObject *)frame_view_type->tp_alloc(frame_view_type, 0);
+	FrameBaseObject *f;
 
-	if (!f)
+	/* held first: the allocation may run the GC, whose finalizers may replace the cache they came from */
+	Py_INCREF(values);
+	Py_INCREF(geometry);
+	Py_INCREF(spec);
+	f = (FrameBaseObject *)frame_view_type->tp_alloc(frame_view_type, 0);
+	if (!f) {
+		Py_DECREF(values);
+		Py_DECREF(geometry);
+		Py_DECREF(spec);
 		return NULL;
-	f->values = Py_NewRef(values);
-	f->geometry = Py_NewRef(geometry);
-	f->spec = (PixelSpecObject *)Py_NewRef(spec);
+	}
+	f->values = values;
+	f->geometry = geometry;
+	f->spec = spec;
 	return f;
 }
 

@@ -319,10 +319,6 @@ class _Geometry:
             self.native = _core.PixelSpec(*self.pixels_spec)
         return self.native
 
-    def pixels(self, view: Any) -> npt.NDArray[Any]:
-        shape, strides, off, dt = self.pixels_spec
-        return np.ndarray(shape, dt, buffer=view, offset=off, strides=strides)
-
     def planes(self, view: Any) -> list[npt.NDArray[Any]]:
         return [np.ndarray(shape, dt, buffer=view, offset=off, strides=strides)
                 for shape, strides, off, dt in self.planes_spec]
@@ -669,7 +665,9 @@ def reserve_frame(
     or H.273 numbers), ``sample_aspect_ratio``, ``rotation`` (0, 90, 180, 270) and ``field_order``;
     ``row_align`` pads each row to a multiple of that many bytes. ``channel``: check (once) that it
     carries Frames. The header is built once per geometry and set of media fields; per frame only
-    seq, timestamp, pts and duration are written into the slot.
+    seq, timestamp, pts and duration are written into the slot. Once a call without media fields
+    was answered here for a writer, ``Writer.reserve_frame`` answers the calls with the same
+    width, height, format, pts/duration presence and keyframe flag in C.
     """
     if channel is not None and channel is not _CHECKED[0]():
         check_schema(channel, frame_schema())
