@@ -30,6 +30,7 @@
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
 #include <numpy/arrayobject.h>
+#include <structmember.h>
 
 #include <errno.h>
 #include <math.h>
@@ -56,6 +57,7 @@
 #define GIL_SPIN_NS INT64_C(20000)
 #define FREELIST_MAX 64
 #define HOLDERS 8
+#define FRAME_TPLS 4 /* Frame header templates a writer keeps (keyframe or not, a few geometries) */
 
 static const struct shmchan_capi *C; /* the core, once shmchan._binding has called _bind() */
 static PyObject *raise_for;          /* shmchan._binding.raise_for(rc, what, detail) */
@@ -290,6 +292,8 @@ struct WriterObject {
 	int closed;
 	int holder;        /* a thread is inside a blocking call on this writer, GIL released */
 	PyThread_type_lock turn; /* owned by the thread making a blocking call */
+	PyObject *frame_tpl[FRAME_TPLS]; /* FrameTemplate objects reserve_frame answers in C */
+	unsigned frame_tpl_next;
 	PyObject *weakreflist;
 };
 
@@ -325,6 +329,7 @@ struct ReaderObject {
 		unsigned long ident;
 		Py_ssize_t n;
 	} holders[HOLDERS];
+	struct frame_cache *frame_cache; /* the last Frame header Python validated (Message.frame) */
 	PyObject *weakreflist;
 };
 
@@ -402,6 +407,8 @@ struct TokenObject {
 };
 
 static PyTypeObject MappingType, WriterType, ReaderType, SlotType, MessageType, TokenType;
+struct frame_cache;
+static void frame_cache_free(struct frame_cache *fc);
 
 static MappingObject *all_mappings;
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1316,12 +1323,16 @@ static void viewset_clear(ViewSet *vs)
 static int writer_traverse(WriterObject *self, visitproc visit, void *arg)
 {
 	Py_VISIT(self->channel); /* (a heap subclass's subtype_traverse visits the type) */
+	for (int i = 0; i < FRAME_TPLS; i++)
+		Py_VISIT(self->frame_tpl[i]);
 	return viewset_traverse(&self->vs, visit, arg);
 }
 
 static int writer_clear(WriterObject *self)
 {
 	Py_CLEAR(self->channel);
+	for (int i = 0; i < FRAME_TPLS; i++)
+		Py_CLEAR(self->frame_tpl[i]);
 	viewset_clear(&self->vs);
 	return 0;
 }
@@ -1345,6 +1356,8 @@ static void writer_dealloc(WriterObject *self)
 		mapping_maybe_finalize(self->m);
 	if (self->turn)
 		PyThread_free_lock(self->turn);
+	for (int i = 0; i < FRAME_TPLS; i++)
+		Py_CLEAR(self->frame_tpl[i]);
 	viewset_free(&self->vs);
 	Py_XDECREF(self->m);
 	tp->tp_free((PyObject *)self); /* (a heap subclass's subtype_dealloc drops the type) */
@@ -1458,6 +1471,7 @@ done:
 
 static SlotObject *slot_freelist[FREELIST_MAX];
 static int slot_nfree;
+static SlotObject *slot_new(WriterObject *self, void *data, uint32_t index, uint64_t nbytes);
 
 static PyObject *writer_reserve_method(WriterObject *self, PyObject *const *args, Py_ssize_t nargs,
 				       PyObject *kwnames)
@@ -1468,7 +1482,6 @@ static PyObject *writer_reserve_method(WriterObject *self, PyObject *const *args
 	int64_t tns;
 	void *data;
 	uint32_t index;
-	SlotObject *slot;
 
 	if (parse_args("reserve", args, nargs, kwnames, names, 2, 2, a))
 		return NULL;
@@ -1495,6 +1508,14 @@ static PyObject *writer_reserve_method(WriterObject *self, PyObject *const *args
 		return NULL;
 	if (writer_reserve(self, nbytes, tns, tns == 0 ? now_ns() : deadline_of(tns), &data, &index))
 		return NULL;
+	return (PyObject *)slot_new(self, data, index, nbytes);
+}
+
+/* The Slot object of a reservation just made (aborted if it cannot be made). */
+static SlotObject *slot_new(WriterObject *self, void *data, uint32_t index, uint64_t nbytes)
+{
+	SlotObject *slot;
+
 	if (slot_nfree) {
 		slot = slot_freelist[--slot_nfree];
 		(void)PyObject_Init((PyObject *)slot, &SlotType);
@@ -1514,7 +1535,7 @@ static PyObject *writer_reserve_method(WriterObject *self, PyObject *const *args
 	slot->open = 1;
 	slot->token = NULL;
 	self->open = slot;
-	return (PyObject *)slot;
+	return slot;
 }
 
 /* Copy `len` bytes into a reserved slot; large copies run without the GIL. */
@@ -1711,16 +1732,17 @@ static PyObject *call_hook(const char *name, PyObject *self, PyObject *const *ar
 	return res;
 }
 
+static PyObject *writer_reserve_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+static PyObject *message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+
 #define HOOK_METHOD(fname, hook)                                                                        \
 	static PyObject *fname(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) \
 	{                                                                                               \
 		return call_hook(hook, self, args, nargs, kwnames);                                     \
 	}
-HOOK_METHOD(writer_reserve_frame, "reserve_frame")
 HOOK_METHOD(writer_send_frame, "send_frame")
 HOOK_METHOD(writer_reserve_tensor, "reserve_tensor")
 HOOK_METHOD(writer_send_tensor, "send_tensor")
-HOOK_METHOD(message_frame, "frame")
 HOOK_METHOD(message_tensor, "tensor")
 
 static PyObject *writer_repr(WriterObject *self)
@@ -2119,6 +2141,8 @@ static void reader_dealloc(ReaderObject *self)
 	if (self->m)
 		mapping_maybe_finalize(self->m);
 	PyMem_Free(self->batch);
+	frame_cache_free(self->frame_cache);
+	self->frame_cache = NULL;
 	viewset_free(&self->vs);
 	Py_XDECREF(self->m);
 	tp->tp_free((PyObject *)self); /* (a heap subclass's subtype_dealloc drops the type) */
@@ -2934,6 +2958,974 @@ static PyGetSetDef message_getset[] = {
 static PySequenceMethods message_as_sequence = {.sq_length = (lenfunc)message_length};
 
 /* ---------------------------------------------------------------------------------------------- */
+/*
+ * Frame messages: the per-message work of shmchan.schema.frame. Python builds, checks and caches
+ * (a header template per geometry on the writer's side; the full parse of a header on the
+ * reader's); these types and the two fast paths below only repeat what Python checked once:
+ *
+ * - Writer.reserve_frame: when the arguments match a template Python gave this writer
+ *   (_frame_writer_cache), reserve, copy the template in and stamp seq, timestamp_ns and (when the
+ *   template has them) pts and duration; anything else goes to Python.
+ * - Message.frame: the reader keeps the last header Python parsed and validated
+ *   (_frame_reader_cache). A message's header bytes are copied out of the slot once; when they equal
+ *   the validated copy but for the per-message fields, those are read from the private copy and the
+ *   cached geometry is used (after checking that it ends within this message); anything else goes
+ *   to the full parse in Python.
+ */
+
+#define FRAME_MAX_HEADER 4096  /* as shmchan.schema._table.MAX_HEADER */
+#define FRAME_NOPTS INT64_MIN
+enum { FV_SEQ, FV_TS, FV_PTS, FV_DUR }; /* the per-message fields */
+
+/* How the pixel array lies over a message: built once per geometry by Python. */
+typedef struct {
+	PyObject_HEAD
+	PyArray_Descr *descr;
+	int nd;
+	npy_intp dims[NPY_MAXDIMS], strides[NPY_MAXDIMS];
+	uint64_t offset, span; /* its first byte; bytes from there to past its last element */
+} PixelSpecObject;
+
+/* The C part of shmchan.schema.FrameView: the per-message fields and the views. */
+typedef struct {
+	PyObject_HEAD
+	uint64_t seq, ts;
+	int64_t pts, dur;
+	PyObject *values;   /* the decoded header (its per-message entries may be another message's) */
+	PyObject *geometry; /* shmchan.schema.frame._Geometry */
+	PyObject *view;     /* a SlotView token or a memoryview: pins the slot; None once released */
+	PyObject *pixels, *planes;
+	PixelSpecObject *spec;
+} FrameBaseObject;
+
+/* The C part of shmchan.schema.FrameSlot. */
+typedef struct {
+	PyObject_HEAD
+	SlotObject *slot;
+	FrameBaseObject *frame; /* NULL once committed or aborted */
+} FrameSlotObject;
+
+/* One writer-side header template and the reserve_frame arguments it answers. */
+typedef struct {
+	PyObject_HEAD
+	PyObject *width, *height, *fmt; /* as the Python call that built it got them */
+	PyObject *header;               /* bytes: the header, zero-padded up to the pixels */
+	uint64_t size;                  /* the whole message */
+	Py_ssize_t off[4];              /* byte offsets of seq, timestamp_ns, pts, duration; -1: absent */
+	int keyframe;
+	PyObject *values, *geometry;
+	PixelSpecObject *spec;
+} FrameTemplateObject;
+
+/* A reader's last validated Frame header. */
+struct frame_cache {
+	uint8_t *hdr;        /* private copy of [0, extent) of the header Python checked */
+	Py_ssize_t extent;   /* bytes the full parse looked at */
+	Py_ssize_t vol;      /* where the run of per-message fields starts */
+	int nvol;            /* 8-byte fields in that run */
+	int kinds[4];        /* FV_* of each */
+	uint64_t base[4];    /* values of the per-message fields the header lacks (their defaults) */
+	uint64_t end;        /* end of the pixel data: a message shorter than this is refused */
+	PyObject *values, *geometry;
+	PixelSpecObject *spec;
+};
+
+static PyTypeObject PixelSpecType, FrameBaseType, FrameSlotBaseType, FrameTemplateType;
+static PyTypeObject *frame_view_type, *frame_slot_type; /* the Python subclasses */
+static PyObject *frame_default_fmt;                      /* reserve_frame's default pixel_format */
+
+static void put_le64(char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static void frame_cache_free(struct frame_cache *fc)
+{
+	if (!fc)
+		return;
+	PyMem_Free(fc->hdr);
+	Py_XDECREF(fc->values);
+	Py_XDECREF(fc->geometry);
+	Py_XDECREF(fc->spec);
+	PyMem_Free(fc);
+}
+
+/* ---- PixelSpec ---- */
+
+static PyObject *pixelspec_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	PyObject *shape, *strides, *offset_o, *dtype, *sh = NULL, *st = NULL;
+	PixelSpecObject *sp = NULL;
+	uint64_t offset, span, elsize;
+	Py_ssize_t nd;
+
+	if (kwds && PyDict_GET_SIZE(kwds)) {
+		PyErr_SetString(PyExc_TypeError, "PixelSpec() takes no keyword arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(args, "OOOO:PixelSpec", &shape, &strides, &offset_o, &dtype))
+		return NULL;
+	if (size_arg(offset_o, "offset", UINT64_MAX, &offset))
+		return NULL;
+	sh = PySequence_Fast(shape, "shape must be a sequence of ints");
+	st = sh ? PySequence_Fast(strides, "strides must be a sequence of ints") : NULL;
+	if (!st)
+		goto fail;
+	nd = PySequence_Fast_GET_SIZE(sh);
+	if (nd < 1 || nd > NPY_MAXDIMS || PySequence_Fast_GET_SIZE(st) != nd) {
+		PyErr_Format(PyExc_ValueError, "a pixel array of %zd dimensions with %zd strides", nd,
+			     PySequence_Fast_GET_SIZE(st));
+		goto fail;
+	}
+	sp = (PixelSpecObject *)type->tp_alloc(type, 0);
+	if (!sp)
+		goto fail;
+	sp->descr = descr_of(dtype);
+	if (!sp->descr)
+		goto fail;
+	elsize = (uint64_t)PyDataType_ELSIZE(sp->descr);
+	span = elsize;
+	sp->nd = (int)nd;
+	for (Py_ssize_t i = 0; i < nd; i++) {
+		uint64_t n, s, part;
+		if (size_arg(PySequence_Fast_GET_ITEM(sh, i), "shape", (uint64_t)NPY_MAX_INTP, &n) ||
+		    size_arg(PySequence_Fast_GET_ITEM(st, i), "strides", (uint64_t)NPY_MAX_INTP, &s))
+			goto fail;
+		if (n == 0) {
+			PyErr_SetString(PyExc_ValueError, "a pixel array has no empty dimension");
+			goto fail;
+		}
+		if (__builtin_mul_overflow(n - 1, s, &part) || __builtin_add_overflow(span, part, &span)) {
+			PyErr_SetString(PyExc_OverflowError, "pixel array too large");
+			goto fail;
+		}
+		sp->dims[i] = (npy_intp)n;
+		sp->strides[i] = (npy_intp)s;
+	}
+	sp->offset = offset;
+	sp->span = span;
+	Py_DECREF(sh);
+	Py_DECREF(st);
+	return (PyObject *)sp;
+fail:
+	Py_XDECREF(sh);
+	Py_XDECREF(st);
+	Py_XDECREF(sp);
+	return NULL;
+}
+
+static void pixelspec_dealloc(PixelSpecObject *sp)
+{
+	Py_XDECREF(sp->descr);
+	Py_TYPE(sp)->tp_free((PyObject *)sp);
+}
+
+/* ---- FrameBase ---- */
+
+/* The pixel array over the frame's view (read-only when the view is), based on the view. */
+static PyObject *frame_make_pixels(FrameBaseObject *f)
+{
+	PixelSpecObject *sp = f->spec;
+	PyObject *arr, *base, *view = f->view;
+	char *data;
+	uint64_t len;
+	int readonly;
+
+	if (!view || view == Py_None) {
+		PyErr_SetString(MessageReleasedError, "the views of this frame were released");
+		return NULL;
+	}
+	if (Py_TYPE(view) == &TokenType) { /* the fast paths' views: the slot's token itself */
+		TokenObject *t = (TokenObject *)view;
+		data = t->data;
+		len = (uint64_t)t->len;
+		readonly = t->readonly;
+		base = Py_NewRef(view);
+	} else { /* a memoryview (or any buffer): the array holds an export of it, as numpy's would */
+		Py_buffer *b;
+		base = PyMemoryView_FromObject(view);
+		if (!base)
+			return NULL;
+		b = PyMemoryView_GET_BUFFER(base);
+		if (!PyBuffer_IsContiguous(b, 'C')) {
+			Py_DECREF(base);
+			PyErr_SetString(PyExc_TypeError, "a frame's view must be contiguous");
+			return NULL;
+		}
+		data = b->buf;
+		len = (uint64_t)b->len;
+		readonly = b->readonly;
+	}
+	if (sp->offset > len || sp->span > len - sp->offset) {
+		PyErr_Format(PyExc_ValueError, "pixels [%llu, +%llu) outside a message of %llu bytes",
+			     (unsigned long long)sp->offset, (unsigned long long)sp->span, (unsigned long long)len);
+		Py_DECREF(base);
+		return NULL;
+	}
+	Py_INCREF(sp->descr);
+	arr = PyArray_NewFromDescr(&PyArray_Type, sp->descr, sp->nd, sp->dims, sp->strides, data + sp->offset,
+				   readonly ? 0 : NPY_ARRAY_WRITEABLE, NULL);
+	if (!arr) {
+		Py_DECREF(base);
+		return NULL;
+	}
+	PyArray_UpdateFlags((PyArrayObject *)arr, NPY_ARRAY_UPDATE_ALL);
+	if (PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) { /* steals base */
+		Py_DECREF(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+static PyObject *frame_get_pixels(FrameBaseObject *f, void *c)
+{
+	if (!f->pixels) {
+		f->pixels = frame_make_pixels(f);
+		if (!f->pixels)
+			return NULL;
+	}
+	Py_INCREF(f->pixels);
+	return f->pixels;
+}
+
+static void frame_release_views(FrameBaseObject *f)
+{
+	Py_CLEAR(f->pixels);
+	Py_CLEAR(f->planes);
+	Py_XSETREF(f->view, Py_NewRef(Py_None));
+}
+
+static PyObject *frame_release_views_method(FrameBaseObject *f, PyObject *unused)
+{
+	frame_release_views(f);
+	Py_RETURN_NONE;
+}
+
+static PyObject *frame_get_seq(FrameBaseObject *f, void *c)
+{
+	return PyLong_FromUnsignedLongLong(f->seq);
+}
+
+static PyObject *frame_get_ts(FrameBaseObject *f, void *c)
+{
+	return PyLong_FromUnsignedLongLong(f->ts);
+}
+
+static PyObject *frame_get_pts(FrameBaseObject *f, void *c)
+{
+	if (f->pts == FRAME_NOPTS)
+		Py_RETURN_NONE;
+	return PyLong_FromLongLong(f->pts);
+}
+
+static PyObject *frame_get_dur(FrameBaseObject *f, void *c)
+{
+	return PyLong_FromLongLong(f->dur);
+}
+
+static int u64_arg(PyObject *o, const char *what, uint64_t *out)
+{
+	unsigned long long v;
+
+	if (!PyLong_Check(o)) {
+		PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", what, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	v = PyLong_AsUnsignedLongLong(o);
+	if (v == (unsigned long long)-1 && PyErr_Occurred())
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int i64_arg(PyObject *o, const char *what, int64_t *out)
+{
+	long long v;
+
+	if (!PyLong_Check(o)) {
+		PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", what, Py_TYPE(o)->tp_name);
+		return -1;
+	}
+	v = PyLong_AsLongLong(o);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* FrameBase(values, geometry, view, seq, timestamp_ns, pts, duration, spec): the slow paths' frames. */
+static PyObject *framebase_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	PyObject *values, *geometry, *view, *seq, *ts, *pts, *dur;
+	PixelSpecObject *spec;
+	FrameBaseObject *f;
+	uint64_t s, t;
+	int64_t p, d;
+
+	if (kwds && PyDict_GET_SIZE(kwds)) {
+		PyErr_SetString(PyExc_TypeError, "FrameBase() takes no keyword arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(args, "O!OOOOOOO!:FrameBase", &PyTuple_Type, &values, &geometry, &view, &seq, &ts, &pts,
+			      &dur, &PixelSpecType, &spec))
+		return NULL;
+	if (u64_arg(seq, "seq", &s) || u64_arg(ts, "timestamp_ns", &t) || i64_arg(pts, "pts", &p) ||
+	    i64_arg(dur, "duration", &d))
+		return NULL;
+	f = (FrameBaseObject *)type->tp_alloc(type, 0);
+	if (!f)
+		return NULL;
+	f->seq = s;
+	f->ts = t;
+	f->pts = p;
+	f->dur = d;
+	f->values = Py_NewRef(values);
+	f->geometry = Py_NewRef(geometry);
+	f->view = Py_NewRef(view);
+	f->spec = (PixelSpecObject *)Py_NewRef(spec);
+	return (PyObject *)f;
+}
+
+/* A frame of the registered FrameView class (its fields are set by the caller). */
+static FrameBaseObject *frame_alloc(PyObject *values, PyObject *geometry, PixelSpecObject *spec)
+{
+	FrameBaseObject *f;
+
+	/* held first: the allocation may run the GC, whose finalizers may replace the cache they came from */
+	Py_INCREF(values);
+	Py_INCREF(geometry);
+	Py_INCREF(spec);
+	f = (FrameBaseObject *)frame_view_type->tp_alloc(frame_view_type, 0);
+	if (!f) {
+		Py_DECREF(values);
+		Py_DECREF(geometry);
+		Py_DECREF(spec);
+		return NULL;
+	}
+	f->values = values;
+	f->geometry = geometry;
+	f->spec = spec;
+	return f;
+}
+
+static void framebase_dealloc(FrameBaseObject *f)
+{
+	Py_CLEAR(f->pixels);
+	Py_CLEAR(f->planes);
+	Py_CLEAR(f->view);
+	Py_CLEAR(f->values);
+	Py_CLEAR(f->geometry);
+	Py_CLEAR(f->spec);
+	Py_TYPE(f)->tp_free((PyObject *)f); /* (a heap subclass's subtype_dealloc drops the type) */
+}
+
+static PyMemberDef framebase_members[] = {
+	{"_v", T_OBJECT, offsetof(FrameBaseObject, values), READONLY, NULL},
+	{"_g", T_OBJECT, offsetof(FrameBaseObject, geometry), READONLY, NULL},
+	{"_view", T_OBJECT, offsetof(FrameBaseObject, view), 0, NULL},
+	{"_planes", T_OBJECT, offsetof(FrameBaseObject, planes), 0, NULL},
+	{NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef framebase_getset[] = {
+	{"seq", (getter)frame_get_seq, NULL, "The writer's sequence number (by default the message's stream position).",
+	 NULL},
+	{"timestamp_ns", (getter)frame_get_ts, NULL, "Capture or send time, ns since the Unix epoch.", NULL},
+	{"pts", (getter)frame_get_pts, NULL,
+	 "Presentation time in time_base units (may be negative); None when the writer gave none.", NULL},
+	{"duration", (getter)frame_get_dur, NULL, "In time_base units; 0 when unknown.", NULL},
+	{"pixels", (getter)frame_get_pixels, NULL, "The pixels, a view of the slot (see FrameView).", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef framebase_methods[] = {
+	{"release_views", (PyCFunction)frame_release_views_method, METH_NOARGS,
+	 "release_views()\n--\n\nDrop the arrays this object made (they pin the slot while alive)."},
+	{NULL, NULL, 0, NULL},
+};
+
+/* ---- FrameSlotBase ---- */
+
+static PyObject *frameslot_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	SlotObject *slot;
+	FrameBaseObject *frame;
+	FrameSlotObject *fs;
+
+	if (kwds && PyDict_GET_SIZE(kwds)) {
+		PyErr_SetString(PyExc_TypeError, "FrameSlotBase() takes no keyword arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(args, "O!O!:FrameSlotBase", &SlotType, &slot, &FrameBaseType, &frame))
+		return NULL;
+	fs = (FrameSlotObject *)type->tp_alloc(type, 0);
+	if (!fs)
+		return NULL;
+	fs->slot = (SlotObject *)Py_NewRef(slot);
+	fs->frame = (FrameBaseObject *)Py_NewRef(frame);
+	return (PyObject *)fs;
+}
+
+static void frameslot_dealloc(FrameSlotObject *fs)
+{
+	Py_CLEAR(fs->frame);
+	Py_CLEAR(fs->slot); /* an open slot dropped uncommitted is aborted */
+	Py_TYPE(fs)->tp_free((PyObject *)fs);
+}
+
+/* Forget the views of the slot, so that they do not pin it once it is published. */
+static void frameslot_drop(FrameSlotObject *fs)
+{
+	if (fs->frame) {
+		frame_release_views(fs->frame);
+		Py_CLEAR(fs->frame);
+	}
+}
+
+static FrameBaseObject *frameslot_frame(FrameSlotObject *fs)
+{
+	if (!fs->frame)
+		PyErr_SetString(MessageReleasedError, "this frame was already committed or aborted");
+	return fs->frame;
+}
+
+static PyObject *frameslot_get_frame(FrameSlotObject *fs, void *c)
+{
+	FrameBaseObject *f = frameslot_frame(fs);
+
+	return f ? Py_NewRef(f) : NULL;
+}
+
+static PyObject *frameslot_get_pixels(FrameSlotObject *fs, void *c)
+{
+	FrameBaseObject *f = frameslot_frame(fs);
+
+	return f ? frame_get_pixels(f, NULL) : NULL;
+}
+
+static PyObject *frameslot_get_planes(FrameSlotObject *fs, void *c)
+{
+	FrameBaseObject *f = frameslot_frame(fs);
+
+	return f ? PyObject_GetAttrString((PyObject *)f, "planes") : NULL;
+}
+
+static PyObject *frameslot_get_slot(FrameSlotObject *fs, void *c)
+{
+	return Py_NewRef(fs->slot);
+}
+
+static PyObject *frameslot_commit(FrameSlotObject *fs, PyObject *unused)
+{
+	frameslot_drop(fs);
+	return slot_commit(fs->slot, NULL, 0, NULL);
+}
+
+static PyObject *frameslot_abort(FrameSlotObject *fs, PyObject *unused)
+{
+	frameslot_drop(fs);
+	return slot_abort(fs->slot, NULL);
+}
+
+static PyObject *frameslot_exit(FrameSlotObject *fs, PyObject *const *args, Py_ssize_t nargs)
+{
+	frameslot_drop(fs);
+	return slot_exit(fs->slot, args, nargs);
+}
+
+static PyMethodDef frameslot_methods[] = {
+	{"commit", (PyCFunction)frameslot_commit, METH_NOARGS,
+	 "commit()\n--\n\nPublish the message. The arrays of this object are dropped (keep none of your own)."},
+	{"abort", (PyCFunction)frameslot_abort, METH_NOARGS, "abort()\n--\n\nDrop the message; readers never see it."},
+	{"__enter__", slot_enter, METH_NOARGS, NULL},
+	{"__exit__", (PyCFunction)(void (*)(void))frameslot_exit, METH_FASTCALL, NULL},
+	{"__reduce__", no_pickle, METH_NOARGS, NULL},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef frameslot_getset[] = {
+	{"frame", (getter)frameslot_get_frame, NULL,
+	 "The header fields and the writable arrays (until commit or abort).", NULL},
+	{"pixels", (getter)frameslot_get_pixels, NULL, "The writable pixel array (see FrameView for its shape).", NULL},
+	{"planes", (getter)frameslot_get_planes, NULL, "One writable array per plane.", NULL},
+	{"slot", (getter)frameslot_get_slot, NULL, "The underlying reserved slot.", NULL},
+	{NULL, NULL, NULL, NULL, NULL},
+};
+
+/* ---- FrameTemplate ---- */
+
+/* FrameTemplate(width, height, pixel_format, header, size, offsets, keyframe, values, geometry, spec) */
+static PyObject *frametemplate_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	PyObject *width, *height, *fmt, *header, *size_o, *offsets, *values, *geometry;
+	PixelSpecObject *spec;
+	FrameTemplateObject *t;
+	uint64_t size;
+	int keyframe;
+	Py_ssize_t hlen;
+
+	if (kwds && PyDict_GET_SIZE(kwds)) {
+		PyErr_SetString(PyExc_TypeError, "FrameTemplate() takes no keyword arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(args, "OOOO!OO!pO!OO!:FrameTemplate", &width, &height, &fmt, &PyBytes_Type, &header,
+			      &size_o, &PyTuple_Type, &offsets, &keyframe, &PyTuple_Type, &values, &geometry,
+			      &PixelSpecType, &spec))
+		return NULL;
+	if (size_arg(size_o, "size", UINT64_MAX, &size))
+		return NULL;
+	hlen = PyBytes_GET_SIZE(header);
+	if ((uint64_t)hlen > size || PyTuple_GET_SIZE(offsets) != 4 || spec->offset < (uint64_t)hlen ||
+	    spec->offset > size || spec->span > size - spec->offset) {
+		PyErr_SetString(PyExc_ValueError, "a frame template's header, offsets and pixels do not fit its size");
+		return NULL;
+	}
+	t = (FrameTemplateObject *)type->tp_alloc(type, 0);
+	if (!t)
+		return NULL;
+	for (int i = 0; i < 4; i++) {
+		Py_ssize_t o = PyLong_AsSsize_t(PyTuple_GET_ITEM(offsets, i));
+		if (o == -1 && PyErr_Occurred()) {
+			Py_DECREF(t);
+			return NULL;
+		}
+		if (o < -1 || (o >= 0 && o > hlen - 8) || (i < 2 && o < 0)) {
+			PyErr_Format(PyExc_ValueError, "field offset %zd outside a header of %zd bytes", o, hlen);
+			Py_DECREF(t);
+			return NULL;
+		}
+		t->off[i] = o;
+	}
+	t->width = Py_NewRef(width);
+	t->height = Py_NewRef(height);
+	t->fmt = Py_NewRef(fmt);
+	t->header = Py_NewRef(header);
+	t->size = size;
+	t->keyframe = keyframe;
+	t->values = Py_NewRef(values);
+	t->geometry = Py_NewRef(geometry);
+	t->spec = (PixelSpecObject *)Py_NewRef(spec);
+	return (PyObject *)t;
+}
+
+static void frametemplate_dealloc(FrameTemplateObject *t)
+{
+	Py_XDECREF(t->width);
+	Py_XDECREF(t->height);
+	Py_XDECREF(t->fmt);
+	Py_XDECREF(t->header);
+	Py_XDECREF(t->values);
+	Py_XDECREF(t->geometry);
+	Py_XDECREF(t->spec);
+	Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+/* ---- the writer's fast path ---- */
+
+/* a == b as a dict key would compare them; -1 (no exception left) when the comparison raised */
+static int same_arg(PyObject *a, PyObject *b)
+{
+	int eq;
+
+	if (a == b)
+		return 1;
+	eq = PyObject_RichCompareBool(a, b, Py_EQ);
+	if (eq < 0)
+		PyErr_Clear();
+	return eq;
+}
+
+#define NOT_HANDLED 0
+#define HANDLED 1
+
+/*
+ * reserve_frame in C when the call is one Python answered before for this writer (same geometry,
+ * format and per-frame flags, no media field, no channel). HANDLED with *out (NULL: an exception),
+ * or NOT_HANDLED (no exception set): Python does it, with its checks and messages.
+ */
+static int frame_reserve_fast(WriterObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+			      PyObject **out)
+{
+	static const char *const names[] = {"width", "height", "pixel_format", "seq", "timestamp_ns",
+					    "pts", "duration", "keyframe", "timeout"};
+	PyObject *a[9] = {NULL};
+	FrameTemplateObject *t = NULL;
+	FrameBaseObject *f;
+	FrameSlotObject *fs;
+	SlotObject *slot;
+	TokenObject *tok;
+	uint64_t seq = 0, ts = 0;
+	int64_t pts = FRAME_NOPTS, dur = 0, tns;
+	int has_seq = 0, has_ts = 0, has_pts = 0, kf = 0, i;
+	void *data;
+	uint32_t index;
+	char *p;
+
+	if (nargs > 3 || nargs < 0 || !frame_view_type || !frame_slot_type)
+		return NOT_HANDLED;
+	for (i = 0; i < nargs; i++)
+		a[i] = args[i];
+	if (kwnames) {
+		Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
+		for (Py_ssize_t j = 0; j < nk; j++) {
+			PyObject *k = PyTuple_GET_ITEM(kwnames, j);
+			for (i = 0; i < 9; i++)
+				if (PyUnicode_CompareWithASCIIString(k, names[i]) == 0)
+					break;
+			if (i == 9 || a[i])
+				return NOT_HANDLED; /* media fields, channel=, or a mistake Python names */
+			a[i] = args[nargs + j];
+		}
+	}
+	if (!a[0] || !a[1])
+		return NOT_HANDLED;
+	if (!a[2])
+		a[2] = frame_default_fmt;
+	if (a[3] && a[3] != Py_None) {
+		if (!PyLong_Check(a[3]) || (seq = PyLong_AsUnsignedLongLong(a[3])) == (uint64_t)-1)
+			goto not_handled; /* (-1: out of range, or 2**64 - 1: Python decides) */
+		has_seq = 1;
+	}
+	if (a[4] && a[4] != Py_None) {
+		if (!PyLong_Check(a[4]) || (ts = PyLong_AsUnsignedLongLong(a[4])) == (uint64_t)-1)
+			goto not_handled;
+		has_ts = 1;
+	}
+	if (a[5] && a[5] != Py_None) {
+		if (!PyLong_Check(a[5]) || ((pts = PyLong_AsLongLong(a[5])) == -1 && PyErr_Occurred()))
+			goto not_handled;
+		has_pts = 1;
+	}
+	if (a[6]) {
+		if (!PyLong_Check(a[6]) || ((dur = PyLong_AsLongLong(a[6])) == -1 && PyErr_Occurred()))
+			goto not_handled;
+	}
+	if (a[7] && (kf = PyObject_IsTrue(a[7])) < 0)
+		goto not_handled;
+	for (i = 0; i < FRAME_TPLS; i++) {
+		FrameTemplateObject *c = (FrameTemplateObject *)self->frame_tpl[i];
+		int eq;
+		if (!c || c->keyframe != kf || (c->off[FV_PTS] >= 0) != has_pts || (c->off[FV_DUR] >= 0) != (dur != 0))
+			continue;
+		Py_INCREF(c); /* an __eq__ may change the cache */
+		if ((eq = same_arg(c->width, a[0])) < 0 || (eq && (eq = same_arg(c->height, a[1])) < 0) ||
+		    (eq && (eq = same_arg(c->fmt, a[2])) < 0)) {
+			Py_DECREF(c);
+			return NOT_HANDLED;
+		}
+		if (eq) {
+			t = c; /* holds the reference */
+			break;
+		}
+		Py_DECREF(c);
+	}
+	if (!t)
+		return NOT_HANDLED;
+	if (t->size > self->m->slot_size) {
+		Py_DECREF(t);
+		return NOT_HANDLED;
+	}
+	if (seconds_to_ns(a[8], "timeout", &tns) || !writer_usable(self)) {
+		Py_DECREF(t);
+		goto fail;
+	}
+	if (self->open) {
+		PyErr_SetString(ShmchanError, "a slot is already reserved: commit or abort it first");
+		Py_DECREF(t);
+		goto fail;
+	}
+	if (writer_check_views(self) ||
+	    writer_reserve(self, t->size, tns, tns == 0 ? now_ns() : deadline_of(tns), &data, &index)) {
+		Py_DECREF(t);
+		goto fail;
+	}
+	slot = slot_new(self, data, index, t->size);
+	if (!slot) {
+		Py_DECREF(t);
+		goto fail;
+	}
+	p = slot->data;
+	memcpy(p, PyBytes_AS_STRING(t->header), (size_t)PyBytes_GET_SIZE(t->header));
+	if (!has_seq)
+		seq = slot->pos;
+	if (!has_ts) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		ts = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+	}
+	put_le64(p + t->off[FV_SEQ], seq);
+	put_le64(p + t->off[FV_TS], ts);
+	if (t->off[FV_PTS] >= 0)
+		put_le64(p + t->off[FV_PTS], (uint64_t)pts);
+	if (t->off[FV_DUR] >= 0)
+		put_le64(p + t->off[FV_DUR], (uint64_t)dur);
+	f = frame_alloc(t->values, t->geometry, t->spec);
+	Py_DECREF(t);
+	tok = f ? slot_token((PyObject *)slot) : NULL;
+	fs = tok ? (FrameSlotObject *)frame_slot_type->tp_alloc(frame_slot_type, 0) : NULL;
+	if (!fs) {
+		Py_XDECREF(tok);
+		Py_XDECREF(f);
+		Py_DECREF(slot); /* aborts it */
+		goto fail;
+	}
+	f->seq = seq;
+	f->ts = ts;
+	f->pts = pts;
+	f->dur = dur;
+	f->view = (PyObject *)tok;
+	fs->slot = slot;
+	fs->frame = f;
+	*out = (PyObject *)fs;
+	return HANDLED;
+not_handled:
+	PyErr_Clear();
+	return NOT_HANDLED;
+fail:
+	*out = NULL;
+	return HANDLED;
+}
+
+static PyObject *writer_reserve_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+	PyObject *res;
+
+	if (frame_reserve_fast((WriterObject *)self, args, nargs, kwnames, &res) == HANDLED)
+		return res;
+	return call_hook("reserve_frame", self, args, nargs, kwnames);
+}
+
+/* ---- the reader's fast path ---- */
+
+static int frame_decode_fast(MessageObject *msg, PyObject **out)
+{
+	ReaderObject *rd = msg->reader;
+	struct frame_cache *fc = rd->frame_cache;
+	uint8_t hdr[FRAME_MAX_HEADER];
+	uint64_t v[4];
+	Py_ssize_t vend;
+	FrameBaseObject *f;
+	TokenObject *tok;
+
+	if (!fc || msg->state != MSG_HELD || !rd->r || rd->m->forked)
+		return NOT_HANDLED;
+	if (msg->len < (uint64_t)fc->extent || msg->len < fc->end)
+		return NOT_HANDLED; /* the full parse says what is wrong */
+	memcpy(hdr, msg->data, (size_t)fc->extent); /* the one read of the slot's header */
+	vend = fc->vol + 8 * fc->nvol;
+	if (memcmp(hdr, fc->hdr, (size_t)fc->vol) != 0 ||
+	    memcmp(hdr + vend, fc->hdr + vend, (size_t)(fc->extent - vend)) != 0)
+		return NOT_HANDLED;
+	memcpy(v, fc->base, sizeof(v));
+	for (int i = 0; i < fc->nvol; i++)
+		v[fc->kinds[i]] = get_le64(hdr + fc->vol + 8 * i);
+	f = frame_alloc(fc->values, fc->geometry, fc->spec);
+	if (!f)
+		goto fail;
+	tok = message_token((PyObject *)msg);
+	if (!tok) {
+		Py_DECREF(f);
+		goto fail;
+	}
+	f->view = (PyObject *)tok;
+	f->seq = v[FV_SEQ];
+	f->ts = v[FV_TS];
+	f->pts = (int64_t)v[FV_PTS];
+	f->dur = (int64_t)v[FV_DUR];
+	*out = (PyObject *)f;
+	return HANDLED;
+fail:
+	*out = NULL;
+	return HANDLED;
+}
+
+static PyObject *message_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+	PyObject *res;
+
+	if (nargs == 0 && !kwnames && frame_view_type && frame_decode_fast((MessageObject *)self, &res) == HANDLED)
+		return res;
+	return call_hook("frame", self, args, nargs, kwnames);
+}
+
+/* ---- what Python gives the fast paths ---- */
+
+static PyObject *core_frame_setup(PyObject *mod, PyObject *args)
+{
+	PyTypeObject *view_cls, *slot_cls;
+	PyObject *fmt;
+
+	if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &view_cls, &PyType_Type, &slot_cls, &fmt))
+		return NULL;
+	if (!PyType_IsSubtype(view_cls, &FrameBaseType) || !PyType_IsSubtype(slot_cls, &FrameSlotBaseType)) {
+		PyErr_SetString(PyExc_TypeError, "_frame_setup takes subclasses of FrameBase and FrameSlotBase");
+		return NULL;
+	}
+	Py_XSETREF(frame_view_type, (PyTypeObject *)Py_NewRef(view_cls));
+	Py_XSETREF(frame_slot_type, (PyTypeObject *)Py_NewRef(slot_cls));
+	Py_XSETREF(frame_default_fmt, Py_NewRef(fmt));
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_frame_writer_cache(PyObject *mod, PyObject *args)
+{
+	WriterObject *w;
+	FrameTemplateObject *t;
+	int i;
+
+	if (!PyArg_ParseTuple(args, "O!O!", &WriterType, &w, &FrameTemplateType, &t))
+		return NULL;
+	for (i = 0; i < FRAME_TPLS; i++)
+		if (w->frame_tpl[i] == (PyObject *)t)
+			Py_RETURN_NONE;
+	i = (int)(w->frame_tpl_next++ % FRAME_TPLS);
+	Py_XSETREF(w->frame_tpl[i], Py_NewRef(t));
+	Py_RETURN_NONE;
+}
+
+/* _frame_reader_cache(message, header, vol, kinds, base, end, values, geometry, spec) */
+static PyObject *core_frame_reader_cache(PyObject *mod, PyObject *args)
+{
+	MessageObject *msg;
+	PyObject *header, *kinds, *base, *values, *geometry, *end_o;
+	PixelSpecObject *spec;
+	Py_ssize_t vol, n, nvol;
+	struct frame_cache *fc;
+	int seen = 0;
+
+	if (!PyArg_ParseTuple(args, "O!O!nO!O!OO!OO!", &MessageType, &msg, &PyBytes_Type, &header, &vol, &PyTuple_Type,
+			      &kinds, &PyTuple_Type, &base, &end_o, &PyTuple_Type, &values, &geometry, &PixelSpecType,
+			      &spec))
+		return NULL;
+	n = PyBytes_GET_SIZE(header);
+	nvol = PyTuple_GET_SIZE(kinds);
+	if (n > FRAME_MAX_HEADER || nvol < 1 || nvol > 4 || vol < 0 || vol > n - 8 * nvol ||
+	    PyTuple_GET_SIZE(base) != 4) {
+		PyErr_SetString(PyExc_ValueError, "a frame header cache that does not fit its header");
+		return NULL;
+	}
+	fc = PyMem_Calloc(1, sizeof(*fc));
+	if (!fc)
+		return PyErr_NoMemory();
+	fc->hdr = PyMem_Malloc((size_t)n ? (size_t)n : 1);
+	if (!fc->hdr) {
+		PyMem_Free(fc);
+		return PyErr_NoMemory();
+	}
+	memcpy(fc->hdr, PyBytes_AS_STRING(header), (size_t)n);
+	fc->extent = n;
+	fc->vol = vol;
+	fc->nvol = (int)nvol;
+	for (int i = 0; i < 4; i++) {
+		PyObject *b = PyTuple_GET_ITEM(base, i);
+		int64_t sv;
+		if (i < 2 ? u64_arg(b, "base", &fc->base[i]) : i64_arg(b, "base", &sv))
+			goto fail;
+		if (i >= 2)
+			fc->base[i] = (uint64_t)sv;
+	}
+	for (Py_ssize_t i = 0; i < nvol; i++) {
+		long k = PyLong_AsLong(PyTuple_GET_ITEM(kinds, i));
+		if (k == -1 && PyErr_Occurred())
+			goto fail;
+		if (k < 0 || k > 3 || (seen & (1 << k))) {
+			PyErr_SetString(PyExc_ValueError, "per-message field kinds must be distinct, 0..3");
+			goto fail;
+		}
+		seen |= 1 << k;
+		fc->kinds[i] = (int)k;
+	}
+	if (size_arg(end_o, "end", UINT64_MAX, &fc->end))
+		goto fail;
+	fc->values = Py_NewRef(values);
+	fc->geometry = Py_NewRef(geometry);
+	fc->spec = (PixelSpecObject *)Py_NewRef(spec);
+	frame_cache_free(msg->reader->frame_cache);
+	msg->reader->frame_cache = fc;
+	Py_RETURN_NONE;
+fail:
+	frame_cache_free(fc);
+	return NULL;
+}
+
+static PyObject *core_frame_reader_forget(PyObject *mod, PyObject *arg)
+{
+	ReaderObject *rd;
+
+	if (PyObject_TypeCheck(arg, &MessageType))
+		rd = ((MessageObject *)arg)->reader;
+	else if (PyObject_TypeCheck(arg, &ReaderType))
+		rd = (ReaderObject *)arg;
+	else {
+		PyErr_SetString(PyExc_TypeError, "_frame_reader_forget takes a Reader or a Message");
+		return NULL;
+	}
+	frame_cache_free(rd->frame_cache);
+	rd->frame_cache = NULL;
+	Py_RETURN_NONE;
+}
+
+static PyObject *core_frame_reader_cached(PyObject *mod, PyObject *arg)
+{
+	if (!PyObject_TypeCheck(arg, &ReaderType)) {
+		PyErr_SetString(PyExc_TypeError, "_frame_reader_cached takes a Reader");
+		return NULL;
+	}
+	return PyBool_FromLong(((ReaderObject *)arg)->frame_cache != NULL);
+}
+
+static PyTypeObject PixelSpecType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmchan._core.PixelSpec",
+	.tp_basicsize = sizeof(PixelSpecObject),
+	.tp_dealloc = (destructor)pixelspec_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "PixelSpec(shape, strides, offset, dtype): how a frame's pixel array lies over its message.",
+	.tp_new = pixelspec_new,
+};
+
+static PyTypeObject FrameBaseType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmchan._core.FrameBase",
+	.tp_basicsize = sizeof(FrameBaseObject),
+	.tp_dealloc = (destructor)framebase_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+	.tp_doc = "The native part of shmchan.schema.FrameView.",
+	.tp_new = framebase_new,
+	.tp_members = framebase_members,
+	.tp_getset = framebase_getset,
+	.tp_methods = framebase_methods,
+};
+
+static PyTypeObject FrameSlotBaseType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmchan._core.FrameSlotBase",
+	.tp_basicsize = sizeof(FrameSlotObject),
+	.tp_dealloc = (destructor)frameslot_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+	.tp_doc = "The native part of shmchan.schema.FrameSlot.",
+	.tp_new = frameslot_new,
+	.tp_methods = frameslot_methods,
+	.tp_getset = frameslot_getset,
+};
+
+static PyTypeObject FrameTemplateType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmchan._core.FrameTemplate",
+	.tp_basicsize = sizeof(FrameTemplateObject),
+	.tp_dealloc = (destructor)frametemplate_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "A writer's Frame header template and the reserve_frame arguments it answers.",
+	.tp_new = frametemplate_new,
+};
+
+/* ---------------------------------------------------------------------------------------------- */
 /* type objects */
 
 static PyTypeObject MappingType = {
@@ -3108,6 +4100,14 @@ static PyMethodDef core_methods[] = {
 	 "A timeout in seconds as nanoseconds: -1 for None (and for values too large); ValueError for NaN and "
 	 "negative values."},
 	{"spin_to_ns", core_spin_to_ns, METH_O, "A spin in seconds as nanoseconds (None: None)."},
+	{"_frame_setup", core_frame_setup, METH_VARARGS,
+	 "Register the FrameView and FrameSlot classes and reserve_frame's default pixel format."},
+	{"_frame_writer_cache", core_frame_writer_cache, METH_VARARGS,
+	 "Let Writer.reserve_frame answer the calls a FrameTemplate was built for in C."},
+	{"_frame_reader_cache", core_frame_reader_cache, METH_VARARGS,
+	 "Keep a validated Frame header for Message.frame's fast path on the message's reader."},
+	{"_frame_reader_forget", core_frame_reader_forget, METH_O, "Drop a reader's cached Frame header."},
+	{"_frame_reader_cached", core_frame_reader_cached, METH_O, "Whether a reader has a cached Frame header."},
 	{NULL, NULL, 0, NULL},
 };
 
@@ -3149,7 +4149,9 @@ PyMODINIT_FUNC PyInit__core(void)
 	if (!hooks)
 		return NULL;
 	if (PyType_Ready(&MappingType) < 0 || PyType_Ready(&WriterType) < 0 || PyType_Ready(&SlotType) < 0 ||
-	    PyType_Ready(&ReaderType) < 0 || PyType_Ready(&MessageType) < 0 || PyType_Ready(&TokenType) < 0)
+	    PyType_Ready(&ReaderType) < 0 || PyType_Ready(&MessageType) < 0 || PyType_Ready(&TokenType) < 0 ||
+	    PyType_Ready(&PixelSpecType) < 0 || PyType_Ready(&FrameBaseType) < 0 ||
+	    PyType_Ready(&FrameSlotBaseType) < 0 || PyType_Ready(&FrameTemplateType) < 0)
 		return NULL;
 	mod = PyModule_Create(&core_module);
 	if (!mod)
@@ -3159,7 +4161,11 @@ PyMODINIT_FUNC PyInit__core(void)
 	    PyModule_AddObjectRef(mod, "Slot", (PyObject *)&SlotType) < 0 ||
 	    PyModule_AddObjectRef(mod, "Reader", (PyObject *)&ReaderType) < 0 ||
 	    PyModule_AddObjectRef(mod, "Message", (PyObject *)&MessageType) < 0 ||
-	    PyModule_AddObjectRef(mod, "SlotView", (PyObject *)&TokenType) < 0) {
+	    PyModule_AddObjectRef(mod, "SlotView", (PyObject *)&TokenType) < 0 ||
+	    PyModule_AddObjectRef(mod, "PixelSpec", (PyObject *)&PixelSpecType) < 0 ||
+	    PyModule_AddObjectRef(mod, "FrameBase", (PyObject *)&FrameBaseType) < 0 ||
+	    PyModule_AddObjectRef(mod, "FrameSlotBase", (PyObject *)&FrameSlotBaseType) < 0 ||
+	    PyModule_AddObjectRef(mod, "FrameTemplate", (PyObject *)&FrameTemplateType) < 0) {
 		Py_DECREF(mod);
 		return NULL;
 	}

@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from typing_extensions import Buffer
+from typing_extensions import Buffer, Self
 
 from .schema import FrameSlot, FrameView, PixelFormat, TensorSlot
+from .schema.frame import _Geometry
 
 def _bind(address: int, raise_for: Callable[[int, str, str], Any], /) -> None: ...
 def _set_hook(name: str, fn: Callable[..., Any], /) -> None: ...
@@ -189,3 +190,77 @@ class Reader:
     def __next__(self) -> Message: ...
     def __enter__(self) -> Reader: ...
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None: ...
+
+# ---- Frame messages (shmchan.schema.frame builds and checks; these repeat it per message) ----
+
+class PixelSpec:
+    """How a frame's pixel array lies over its message."""
+
+    def __init__(self, shape: Sequence[int], strides: Sequence[int], offset: int, dtype: npt.DTypeLike, /) -> None: ...
+
+class FrameBase:
+    """The native part of :class:`shmchan.schema.FrameView`."""
+
+    def __init__(self, values: tuple[Any, ...], geometry: _Geometry, view: Any, seq: int, timestamp_ns: int,
+                 pts: int, duration: int, spec: PixelSpec, /) -> None: ...
+    @property
+    def _v(self) -> tuple[Any, ...]: ...
+    @property
+    def _g(self) -> _Geometry: ...
+    _view: Any
+    _planes: list[npt.NDArray[Any]] | None
+    @property
+    def seq(self) -> int:
+        """The writer's sequence number (by default the message's stream position)."""
+    @property
+    def timestamp_ns(self) -> int:
+        """Capture or send time, ns since the Unix epoch."""
+    @property
+    def pts(self) -> int | None:
+        """Presentation time in ``time_base`` units (may be negative); None when the writer gave none."""
+    @property
+    def duration(self) -> int:
+        """In ``time_base`` units; 0 when unknown."""
+    @property
+    def pixels(self) -> npt.NDArray[Any]:
+        """The pixels, a view of the slot (see :class:`shmchan.schema.FrameView`)."""
+    def release_views(self) -> None:
+        """Drop the arrays this object made (they pin the slot while alive)."""
+
+class FrameSlotBase:
+    """The native part of :class:`shmchan.schema.FrameSlot`."""
+
+    def __init__(self, slot: Slot, frame: FrameBase, /) -> None: ...
+    @property
+    def frame(self) -> FrameView:
+        """The header fields and the writable arrays (until commit or abort)."""
+    @property
+    def pixels(self) -> npt.NDArray[Any]:
+        """The writable pixel array."""
+    @property
+    def planes(self) -> list[npt.NDArray[Any]]:
+        """One writable array per plane."""
+    @property
+    def slot(self) -> Slot:
+        """The underlying reserved slot."""
+    def commit(self) -> None:
+        """Publish the message; the arrays of this object are dropped."""
+    def abort(self) -> None:
+        """Drop the message; readers never see it."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None: ...
+
+class FrameTemplate:
+    """A writer's Frame header template and the reserve_frame arguments it answers."""
+
+    def __init__(self, width: Any, height: Any, pixel_format: Any, header: bytes, size: int,
+                 offsets: tuple[int, int, int, int], keyframe: bool, values: tuple[Any, ...], geometry: _Geometry,
+                 spec: PixelSpec, /) -> None: ...
+
+def _frame_setup(view_cls: type[FrameBase], slot_cls: type[FrameSlotBase], default_format: Any, /) -> None: ...
+def _frame_writer_cache(writer: Writer, template: FrameTemplate, /) -> None: ...
+def _frame_reader_cache(message: Message, header: bytes, start: int, kinds: tuple[int, ...],
+                        base: tuple[int, int, int, int], end: int, values: tuple[Any, ...], geometry: _Geometry,
+                        spec: PixelSpec, /) -> None: ...
+def _frame_reader_forget(reader_or_message: Reader | Message, /) -> None: ...
+def _frame_reader_cached(reader: Reader, /) -> bool: ...

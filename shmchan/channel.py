@@ -709,7 +709,7 @@ def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str,
 
 
 def _frame(msg: Message) -> _schema.FrameView:
-    return _schema.decode_frame(msg.buffer)
+    return _schema.frame.decode_message(msg)
 
 
 def _tensor(msg: Message) -> Any:

@@ -125,6 +125,19 @@ class TableSpec:
                     self.fail(f"{more.args[0]} at {more.args[1]} outside the {len(hdr)} header bytes{limit}")
                 hdr += bytes(buf[len(hdr) : end])  # only the bytes not copied yet: each is read once
 
+    def volatile_run(self, hdr: bytes) -> tuple[int, int, tuple[int, ...]] | None:
+        """(where the per-message fields start, the header bytes the parse looked at, their output
+        indices in position order) when ``hdr`` (a private copy just read) has the shape of the last
+        full parse with a run of per-message fields: then its values were parsed from the bytes
+        outside that run, which any header equal to ``hdr`` there shares. None otherwise."""
+        fast = self._fast
+        if fast is None:
+            return None
+        a, b, extent, pre, post, _, idx, _ = fast
+        if len(hdr) >= extent and hdr[:a] == pre and hdr[b:extent] == post and b - a == 8 * len(idx):
+            return a, extent, idx
+        return None
+
     def _parse(self, hdr: bytes) -> tuple[Any, ...]:
         size = len(hdr)
         if size < 8:

@@ -20,13 +20,14 @@ import flatbuffers
 import numpy as np
 import numpy.typing as npt
 
+from .. import _core
 from .. import errors as E
-from ._payload import NOPTS, PayloadSlot, as_fraction, check_schema, media_time, rational, stamp
+from ._payload import NOPTS, as_fraction, check_schema, media_time, rational, stamp
 from ._table import Field, TableSpec, Template, round_up
 from .compat import frame_schema
 
 if TYPE_CHECKING:
-    from ..channel import Channel, Slot, Writer
+    from ..channel import Channel, Message, Writer
 
 DATA_ALIGN = 64
 FRAME_IDENT = b"SHFR"
@@ -276,7 +277,7 @@ _CM, _CR, _CP, _CT, _SARN, _SARD, _ROT, _FO = (_I[n] for n in (
 class _Geometry:
     """A checked frame geometry: how to lay the pixel and plane arrays over a message."""
 
-    __slots__ = ("data_offset", "data_size", "end", "fmt", "height", "pixels_spec", "planes_spec", "width")
+    __slots__ = ("data_offset", "data_size", "end", "fmt", "height", "native", "pixels_spec", "planes_spec", "width")
 
     def __init__(self, fmt: PixelFormat, width: int, height: int, layout: Sequence[tuple[int, int, int]],
                  data_offset: int, data_size: int) -> None:
@@ -309,10 +310,14 @@ class _Geometry:
             self.pixels_spec = ((3, height, width), (width * height, width, 1), first, dt)
         else:
             self.pixels_spec = ((data_size,), (1,), data_offset, _DTYPES[1])
+        self.native: _core.PixelSpec | None = None
 
-    def pixels(self, view: Any) -> npt.NDArray[Any]:
-        shape, strides, off, dt = self.pixels_spec
-        return np.ndarray(shape, dt, buffer=view, offset=off, strides=strides)
+    def spec(self) -> _core.PixelSpec:
+        """``pixels_spec`` for FrameView.pixels (native). Made when first needed: only once the
+        geometry was found to fit a message (a peer's sizes may be anything before)."""
+        if self.native is None:
+            self.native = _core.PixelSpec(*self.pixels_spec)
+        return self.native
 
     def planes(self, view: Any) -> list[npt.NDArray[Any]]:
         return [np.ndarray(shape, dt, buffer=view, offset=off, strides=strides)
@@ -361,32 +366,19 @@ def _check_geometry(width: int, height: int, code: int, flat: tuple[int, ...], d
     return _Geometry(fmt, width, height, layout, data_offset, data_size)  # type: ignore[arg-type]
 
 
-class FrameView:
+class FrameView(_core.FrameBase):
     """A decoded Frame message. ``pixels`` and ``planes`` are views of the slot (read-only on the
     reader side), made when first asked for: a packed format gives ``(height, width, channels)``
     (one-channel formats ``(height, width)``; 16-bit formats ``uint16`` samples); NV12, I420, P010 and
     YUV420P10 ``(height * 3 // 2, width)``, YUV422P ``(height * 2, width)``, YUV444P
     ``(3, height, width)`` when their rows are packed and the size even; otherwise the payload's
-    bytes, 1-D. ``planes`` has one 2-D array per plane, in samples (rows, samples per row)."""
+    bytes, 1-D. ``planes`` has one 2-D array per plane, in samples (rows, samples per row).
 
-    __slots__ = ("_g", "_pixels", "_planes", "_v", "_view")
+    ``seq``, ``timestamp_ns``, ``pts``, ``duration`` and ``pixels`` are native
+    (:class:`shmchan._core.FrameBase`), so that Writer.reserve_frame and Message.frame can make a
+    frame without Python code for a header like the last one."""
 
-    def __init__(self, values: tuple[Any, ...], geometry: _Geometry, view: Any) -> None:
-        self._v = values
-        self._g = geometry
-        self._view = view
-        self._pixels: npt.NDArray[Any] | None = None
-        self._planes: list[npt.NDArray[Any]] | None = None
-
-    @property
-    def seq(self) -> int:
-        """The writer's sequence number (by default the message's stream position)."""
-        return int(self._v[_SEQ])
-
-    @property
-    def timestamp_ns(self) -> int:
-        """Capture or send time, ns since the Unix epoch."""
-        return int(self._v[_TS])
+    __slots__ = ()
 
     @property
     def width(self) -> int:
@@ -419,12 +411,6 @@ class FrameView:
         return tuple(s[1][0] for s in self._g.planes_spec)
 
     @property
-    def pts(self) -> int | None:
-        """Presentation time in ``time_base`` units (may be negative); None when the writer gave none."""
-        p = self._v[_PTS]
-        return None if p == NOPTS else int(p)
-
-    @property
     def time_base(self) -> Fraction | None:
         """Seconds per ``pts``/``duration`` tick; None when unknown."""
         return as_fraction(self._v[_TBN], self._v[_TBD])
@@ -434,11 +420,6 @@ class FrameView:
         """``pts * time_base`` in seconds, when both are known."""
         tb, p = self.time_base, self.pts
         return None if tb is None or p is None else float(p * tb)
-
-    @property
-    def duration(self) -> int:
-        """In ``time_base`` units; 0 when unknown."""
-        return int(self._v[_DUR])
 
     @property
     def keyframe(self) -> bool:
@@ -481,23 +462,14 @@ class FrameView:
         return _known(FieldOrder, self._v[_FO])  # type: ignore[no-any-return]
 
     @property
-    def pixels(self) -> npt.NDArray[Any]:
-        """The pixels, a view of the slot (see the class)."""
-        if self._pixels is None:
-            self._pixels = self._g.pixels(self._view)
-        return self._pixels
-
-    @property
     def planes(self) -> list[npt.NDArray[Any]]:
         """One view per plane."""
-        if self._planes is None:
-            self._planes = self._g.planes(self._view)
-        return self._planes
-
-    def release_views(self) -> None:
-        """Drop the arrays this object made (they pin the slot while alive)."""
-        self._pixels = self._planes = None
-        self._view = None
+        planes = self._planes
+        if planes is None:
+            if self._view is None:
+                raise E.MessageReleasedError("the views of this frame were released")
+            planes = self._planes = self._g.planes(self._view)
+        return planes
 
     def __repr__(self) -> str:
         extra = f" pts={self.pts}" if self.pts is not None else ""
@@ -580,7 +552,7 @@ class _FrameTemplate:
     """The header of one frame geometry (and set of media fields), built once; per frame only seq,
     timestamp and (when present) pts and duration are stamped into the slot."""
 
-    __slots__ = ("geometry", "size", "template", "template_size", "values")
+    __slots__ = ("dyn", "geometry", "native", "size", "template", "template_size", "values")
 
     def __init__(self, fmt: PixelFormat, width: int, height: int, row_align: int, static: tuple[int, ...],
                  dyn: tuple[bool, bool, bool]) -> None:
@@ -610,6 +582,21 @@ class _FrameTemplate:
         self.geometry = _Geometry(fmt, width, height, layout, data_offset, data_size)
         self.size = data_offset + data_size
         self.template_size = data_offset
+        self.dyn = dyn
+        self.native: _core.FrameTemplate | None = None
+
+    def native_for(self, width: Any, height: Any, pixel_format: Any) -> _core.FrameTemplate:
+        """This template for Writer.reserve_frame's fast path, answering calls with these
+        arguments (the template is only ever used for one key of ``_TEMPLATES``)."""
+        if self.native is None:
+            data = self.template.data
+            pos = FRAME.positions(data)
+            has_pts, has_duration, key = self.dyn
+            offsets = (pos["seq"], pos["timestamp_ns"], pos["pts"] if has_pts else -1,
+                       pos["duration"] if has_duration else -1)
+            self.native = _core.FrameTemplate(width, height, pixel_format, data, self.size, offsets, key,
+                                              self.values, self.geometry, self.geometry.spec())
+        return self.native
 
 
 _TEMPLATES: dict[tuple[Any, ...], _FrameTemplate] = {}
@@ -642,40 +629,15 @@ def _static(time_base: Any = None, color_matrix: Any = 2, color_range: Any = 0, 
 _DEFAULT_STATIC = _static(None, 2, 0, 2, 2, None, 0, 0)
 
 
-class FrameSlot(PayloadSlot):
+class FrameSlot(_core.FrameSlotBase):
     """A reserved slot holding a Frame header; fill ``pixels`` (or ``planes``) in place, then
-    commit (``with`` commits on normal exit, aborts on an exception)."""
+    commit (``with`` commits on normal exit, aborts on an exception). ``frame``: the header fields
+    and the writable arrays (until commit or abort: then MessageReleasedError); ``slot``: the
+    underlying reserved slot. Commit and abort drop the arrays this object made (keep none of your
+    own). Native (:class:`shmchan._core.FrameSlotBase`), so that Writer.reserve_frame can make one
+    without Python code once it has a header template for the call."""
 
-    __slots__ = ("_frame",)
-
-    def __init__(self, slot: Slot, frame: FrameView) -> None:
-        super().__init__(slot)
-        self._frame: FrameView | None = frame
-
-    @property
-    def frame(self) -> FrameView:
-        """The header fields and the writable arrays (until commit or abort)."""
-        if self._frame is None:
-            raise E.MessageReleasedError("this frame was already committed or aborted")
-        return self._frame
-
-    @property
-    def pixels(self) -> npt.NDArray[Any]:
-        """The writable pixel array (see :class:`FrameView` for its shape)."""
-        return self.frame.pixels
-
-    @property
-    def planes(self) -> list[npt.NDArray[Any]]:
-        """One writable array per plane."""
-        return self.frame.planes
-
-    def _drop(self) -> None:
-        if self._frame is not None:
-            self._frame.release_views()
-        self._frame = None
-
-    def __enter__(self) -> FrameSlot:
-        return self
+    __slots__ = ()
 
 
 def reserve_frame(
@@ -703,13 +665,16 @@ def reserve_frame(
     or H.273 numbers), ``sample_aspect_ratio``, ``rotation`` (0, 90, 180, 270) and ``field_order``;
     ``row_align`` pads each row to a multiple of that many bytes. ``channel``: check (once) that it
     carries Frames. The header is built once per geometry and set of media fields; per frame only
-    seq, timestamp, pts and duration are written into the slot.
+    seq, timestamp, pts and duration are written into the slot. Once a call without media fields
+    was answered here for a writer, ``Writer.reserve_frame`` answers the calls with the same
+    width, height, format, pts/duration presence and keyframe flag in C.
     """
     if channel is not None and channel is not _CHECKED[0]():
         check_schema(channel, frame_schema())
         _CHECKED[0] = weakref.ref(channel)
     key = bool(keyframe)
     dyn = (pts is not None, duration != 0, key)
+    plain = not media  # (row_align pops out of media below)
     if media:
         row_align = int(media.pop("row_align", 1))
         static = _static(**media)
@@ -736,11 +701,19 @@ def reserve_frame(
         view = slot.buffer
         t.template.write(view, (s, ts, p, d))
         v = t.values
-        frame = FrameView((s, ts, *v[2:8], p, v[_TBN], v[_TBD], d, key, *v[13:]), t.geometry, view)
+        frame = _view((s, ts, *v[2:8], p, v[_TBN], v[_TBD], d, key, *v[13:]), t.geometry, view)
+        fs = FrameSlot(slot, frame)
     except BaseException:
         slot.abort()
         raise
-    return FrameSlot(slot, frame)
+    if plain and channel is writer.channel and isinstance(writer, _core.Writer):
+        # the next calls like this one (the channel checked, no media field) are answered in C
+        _core._frame_writer_cache(writer, t.native_for(width, height, pixel_format))
+    return fs
+
+
+def _view(vals: tuple[Any, ...], g: _Geometry, view: Any) -> FrameView:
+    return FrameView(vals, g, view, vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR], g.spec())
 
 
 def _nothing() -> None:
@@ -782,4 +755,27 @@ def decode_frame(view: memoryview) -> FrameView:
     Raises :class:`~shmchan.ShmchanDecodeError` if it is malformed."""
     n = len(view)
     vals, _ = FRAME.read(view, n)
-    return FrameView(vals, _checked_geometry(vals, n), view)
+    return _view(vals, _checked_geometry(vals, n), view)
+
+
+_VOLATILE_KIND = {_SEQ: 0, _TS: 1, _PTS: 2, _DUR: 3}  # as shmchan/_core.c numbers them
+
+
+def decode_message(msg: Message) -> FrameView:
+    """Message.frame() when its C fast path did not answer: the full decode (:func:`decode_frame`),
+    which then becomes that reader's cached header. Message.frame answers the next messages whose
+    header bytes equal this one's but for seq, timestamp_ns, pts and duration in C, from its own
+    copy of each header."""
+    view = msg.buffer
+    n = len(view)
+    vals, hdr = FRAME.read(view, n)
+    g = _checked_geometry(vals, n)
+    run = FRAME.volatile_run(hdr)
+    if run is not None:
+        start, extent, idx = run
+        _core._frame_reader_cache(msg, hdr[:extent], start, tuple(_VOLATILE_KIND[i] for i in idx),
+                                  (vals[_SEQ], vals[_TS], vals[_PTS], vals[_DUR]), g.end, vals, g, g.spec())
+    return _view(vals, g, view)
+
+
+_core._frame_setup(FrameView, FrameSlot, PixelFormat.RGB24)
