@@ -336,3 +336,27 @@ def test_a_frame_slot_dropped_or_raising_aborts(unique_name: str) -> None:
         assert [m.frame().seq for m in (r.recv(timeout=1), r.recv(timeout=1))] == [0, 42]
         with pytest.raises(shmchan.ChannelEmptyError):
             r.recv(timeout=0)
+
+
+def test_planes_with_extra_rows_never_get_the_combined_pixel_view() -> None:
+    """A peer may give a plane more rows than the frame needs (I420, Y with 2 spare rows, the chroma
+    planes right after them): ``pixels`` must not be the (height * 3 // 2, width) view, which would put
+    chroma rows where the spare luma rows are; it falls back to the payload's bytes, and ``planes``
+    are where the header says."""
+    w, h = 64, 48
+    vals = list(F.FRAME.defaults)
+    vals[F._W], vals[F._H], vals[F._FMT] = w, h, int(S.PixelFormat.I420)
+    rel = [(0, w, h + 2), (w * (h + 2), w // 2, h // 2), (w * (h + 2) + (w // 2) * (h // 2), w // 2, h // 2)]
+    size = rel[-1][0] + (w // 2) * (h // 2)
+    head = F.round_up(len(F._build_frame(tuple(vals), rel, frozenset())), F.DATA_ALIGN)
+    vals[F._DOFF], vals[F._DSIZE] = head, size
+    planes = [(head + o, s, r) for o, s, r in rel]
+    vals[F._PLANES] = tuple(x for p in planes for x in p)
+    hdr = F._build_frame(tuple(vals), planes, frozenset())
+    body = bytearray(hdr + bytes(head - len(hdr) + size))
+    for i, (off, stride, rows) in enumerate(planes):
+        body[off : off + stride * rows] = bytes([i + 1]) * (stride * rows)
+    f = S.decode_frame(memoryview(bytes(body)))
+    assert f.pixels.shape == (size,)
+    assert [p.shape for p in f.planes] == [(h + 2, w), (h // 2, w // 2), (h // 2, w // 2)]
+    assert all((p == i + 1).all() for i, p in enumerate(f.planes))

@@ -292,7 +292,10 @@ class _Geometry:
             cols = -(-width // xs) * n
             specs.append(((rows, cols), (stride, bps), off, dt))
         self.planes_spec = specs
-        packed = all(s == r for (_, s, _), (r, _) in zip(layout, _rows(fmt, width, height), strict=True)) and \
+        # packed: each plane exactly its rows of exactly its row bytes, back to back (a peer may give
+        # a plane more rows than it needs: then one combined array would put them in the wrong place)
+        packed = all(s == r and n == need for (_, s, n), (r, need) in
+                     zip(layout, _rows(fmt, width, height), strict=True)) and \
             all(layout[i + 1][0] == layout[i][0] + layout[i][1] * layout[i][2] for i in range(len(layout) - 1))
         first = layout[0][0]
         if len(planes) == 1:
