@@ -74,7 +74,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 				void *page = (void *)(uintptr_t)(a & page_mask);
 				if (mmap(page, ~page_mask + 1, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
 					 -1, 0) != MAP_FAILED) {
-					/* (S3) release: pairs with (S4) in shmchan_guard_tripped */
+					/* (S3) release: pairs with (S4) in shmchan_check_truncated (internal.h) */
 					shmchan_store_release32(&entries[i].tripped, 1);
 					return; /* the access is retried on the zero page */
 				}
@@ -158,15 +158,14 @@ void shmchan_guard_unregister(int slot)
 	pthread_mutex_unlock(&lock);
 }
 
-int shmchan_guard_tripped(int slot)
+const _Atomic uint32_t *shmchan_guard_flag(int slot)
 {
-	/* (S4) acquire: pairs with (S3) in the handler */
-	return slot >= 0 && shmchan_load_acquire32(&entry(slot)->tripped);
+	static const _Atomic uint32_t never; /* an unguarded mapping's flag: never set */
+
+	return slot >= 0 ? &entry(slot)->tripped : &never;
 }
 
-int shmchan_check_truncated(shmchan_channel *ch)
+int shmchan_truncated(shmchan_channel *ch)
 {
-	if (!shmchan_guard_tripped(ch->guard))
-		return 0;
 	return shmchan_poison(ch, "the object was truncated by another process while mapped (SIGBUS caught)");
 }

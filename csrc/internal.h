@@ -97,6 +97,9 @@ struct shmchan_channel {
 	uint8_t *data;
 	struct shmchan_geom g;
 	int guard;              /* slot in the SIGBUS guard table, or -1 (unguarded: sealed, or the guard is off) */
+	/* that slot's tripped flag (a constant 0 when unguarded): table chunks are never freed and the
+	   slot is this handle's until it closes, so every operation checks it with one load */
+	const _Atomic uint32_t *tripped;
 	int slots_writable;     /* this handle maps the slots read-write (a writer attached to it) */
 	/* counted sleepers (threads) of this handle; the first takes the sleepers' lock byte, the last
 	   drops it (an OFD lock belongs to the handle's open file description, not to a thread) */
@@ -330,9 +333,19 @@ int shmchan_validate_header(const struct shmchan_header *h, uint64_t file_size,
 
 int shmchan_guard_register(const void *base, uint64_t size);
 void shmchan_guard_unregister(int slot);
-int shmchan_guard_tripped(int slot);
-/* -SHMCHAN_ECORRUPT (poisoning the handle) if a peer truncated the object under us, else 0. */
-int shmchan_check_truncated(shmchan_channel *ch);
+/* The tripped flag of a slot (of a constant 0 for slot -1), for shmchan_channel.tripped. */
+const _Atomic uint32_t *shmchan_guard_flag(int slot);
+/* Poisons the handle because the guard tripped: -SHMCHAN_ECORRUPT. */
+int shmchan_truncated(shmchan_channel *ch);
+/* -SHMCHAN_ECORRUPT (poisoning the handle) if a peer truncated the object under us, else 0. On
+   every operation's path: inline, one load. */
+static inline int shmchan_check_truncated(shmchan_channel *ch)
+{
+	/* (S4) acquire: pairs with (S3) in the handler */
+	if (!shmchan_load_acquire32(ch->tripped))
+		return 0;
+	return shmchan_truncated(ch);
+}
 
 /* ==== Diagnostics (error.c) ==== */
 

@@ -149,6 +149,7 @@ static int new_channel(int fd, char *name, int backing, int is_creator, uint8_t 
 	ch->data = base + g->data_offset;
 	ch->g = *g;
 	ch->guard = guard;
+	ch->tripped = shmchan_guard_flag(guard);
 	pthread_mutex_init(&ch->sleep_mu, NULL);
 	/* no writer yet: this handle's view of the slots is read-only */
 	rc = shmchan_segment_protect_slots(ch, 0);
