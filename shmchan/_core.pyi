@@ -138,12 +138,15 @@ class Writer:
     def send_batch(self, messages: Sequence[Buffer], timeout: float | None = None) -> int:
         """Send every message of a sequence in order, in one call; returns how many were sent."""
     def reserve_frame(self, width: int, height: int, pixel_format: PixelFormat | int | str = ..., *,
-                      seq: int | None = None, timestamp_ns: int | None = None,
-                      timeout: float | None = None) -> FrameSlot:
-        """Reserve a slot for a Frame message."""
+                      seq: int | None = None, timestamp_ns: int | None = None, pts: int | None = None,
+                      duration: int = 0, keyframe: bool = False, timeout: float | None = None,
+                      **media: Any) -> FrameSlot:
+        """Reserve a slot for a Frame message (``media``: see shmchan.schema.reserve_frame)."""
     def send_frame(self, pixels: npt.ArrayLike, pixel_format: PixelFormat | int | str = ..., *,
-                   seq: int | None = None, timestamp_ns: int | None = None, timeout: float | None = None) -> None:
-        """Write an image as a Frame message."""
+                   seq: int | None = None, timestamp_ns: int | None = None, pts: int | None = None,
+                   duration: int = 0, keyframe: bool = False, timeout: float | None = None,
+                   **media: Any) -> None:
+        """Write an image as a Frame message (``media``: see shmchan.schema.reserve_frame)."""
     def reserve_tensor(self, shape: int | Sequence[int], dtype: npt.DTypeLike, *, seq: int | None = None,
                        timestamp_ns: int | None = None, timeout: float | None = None) -> TensorSlot:
         """Reserve a slot for a Tensor message."""
