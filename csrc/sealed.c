@@ -16,6 +16,9 @@
 
 #define MEMFD_NAME "memfd:shmchan"
 #define NEEDED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1; older headers lack the name */
+#endif
 
 int shmchan_memfd_create(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag)
 {
@@ -65,6 +68,15 @@ int shmchan_memfd_open(int fd, int64_t timeout_ns, uint32_t flags, shmchan_chann
 	if (fd < 0)
 		return -EINVAL;
 	seals = fcntl(fd, F_GET_SEALS);
+	if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
+		/* both sides write the channel (positions, lengths, liveness): with F_SEAL_WRITE the
+		   mapping fails, with F_SEAL_FUTURE_WRITE no writable mapping can be made */
+		shmchan_diagf(diag, "the memfd is sealed against writing (%s%s%s), and a channel's peers must write it",
+			      seals & F_SEAL_WRITE ? "F_SEAL_WRITE" : "",
+			      (seals & F_SEAL_WRITE) && (seals & F_SEAL_FUTURE_WRITE) ? "|" : "",
+			      seals & F_SEAL_FUTURE_WRITE ? "F_SEAL_FUTURE_WRITE" : "");
+		return -EPERM;
+	}
 	if (seals < 0 || (seals & NEEDED_SEALS) != NEEDED_SEALS) {
 		shmchan_diagf(diag, "the descriptor is not a memfd sealed against shrinking and growing");
 		return -EPERM;

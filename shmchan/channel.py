@@ -20,7 +20,6 @@ Handles may be used from several threads (see :class:`Reader` and :class:`Writer
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 import weakref
@@ -401,7 +400,6 @@ class Channel:
         (``F_SEAL_WRITE``, ``F_SEAL_FUTURE_WRITE``: no peer could write its positions), raises
         :class:`ChannelPermissionError`."""
         tns = _core.seconds_to_ns(timeout)
-        _refuse_write_seals(fd)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
@@ -676,22 +674,6 @@ def _config(size: int, cap: int, align: int, msync: str, mode: int, descriptor: 
         cfg.descriptor = keep
         cfg.descriptor_size = len(keep)
     return cfg, keep
-
-
-_F_SEAL_WRITES = ((0x0008, "F_SEAL_WRITE"), (0x0010, "F_SEAL_FUTURE_WRITE"))
-
-
-def _refuse_write_seals(fd: int) -> None:
-    """A channel's memory is written by both sides (positions, lengths, liveness): a memfd sealed
-    against writing can never be one. Said plainly here instead of an EPERM from ``mmap``."""
-    try:
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError:
-        return  # not a memfd: the core says "not sealed"
-    named = [text for bit, text in _F_SEAL_WRITES if seals & bit]
-    if named:
-        raise E.ChannelPermissionError(errno.EPERM, f"cannot attach to the sealed channel of fd {fd}: it is sealed "
-                                       f"against writing ({'|'.join(named)}), and a channel's peers must write it")
 
 
 def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, bool]:

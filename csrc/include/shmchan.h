@@ -185,7 +185,9 @@ int shmchan_reclaim_stale(const char *name);
 int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
 /* Attaches to a sealed channel from a file descriptor received from its creator. The descriptor is
    re-opened (this handle gets its own locks), so the caller still owns and closes `fd`. Refuses a
-   descriptor that is not sealed against shrinking and growing (-EPERM). */
+   descriptor that is not sealed against shrinking and growing, or that is sealed against writing
+   (F_SEAL_WRITE, F_SEAL_FUTURE_WRITE: no peer could write the channel), with -EPERM and a diag
+   naming the seal. */
 int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag);
 /* The channel's file descriptor (to hand to peers); owned by the channel. */
 int shmchan_channel_fd(const shmchan_channel *ch);
