@@ -194,7 +194,15 @@ int shmchan_channel_fd(const shmchan_channel *ch);
 /* Sends the channel's descriptor over a connected Unix socket. */
 int shmchan_send_fd(int sock, const shmchan_channel *ch);
 /* Connects to a Unix socket at `path` where a creator serves a sealed channel, receives its
-   descriptor and attaches (shmchan_open_fd). */
+   descriptor and attaches (shmchan_open_fd), all within timeout_ns; connect(2) never blocks, even
+   on a listener whose backlog is full. -EPROTO when the server answers anything but the byte 'S'
+   with exactly one descriptor (diag says what it sent; every descriptor it sent is closed);
+   -EPERM when the memfd is not sealed against resizing or is sealed against writing.
+   `flags`: those of shmchan_open_ex, and SHMCHAN_CONNECT_EINTR, for a binding that runs its
+   signal handlers, then calls again with the time left: a signal ends the exchange with -EINTR
+   instead of being ridden out, and so does every 100 ms spent retrying a listener whose backlog
+   is full (a signal caught between two tries interrupts nothing; no connection is held then). */
+#define SHMCHAN_CONNECT_EINTR 2u
 int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
 		    struct shmchan_diag *diag);
 
