@@ -136,6 +136,7 @@ int shmchan_create_file(const char *path, const struct shmchan_config *cfg, shmc
 			struct shmchan_diag *diag);
 int shmchan_open_file(const char *path, int64_t timeout_ns, shmchan_channel **out, struct shmchan_diag *diag);
 #define SHMCHAN_OPEN_ALLOW_FOREIGN ...
+#define SHMCHAN_CONNECT_EINTR ...
 int shmchan_open_ex(const char *name, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
 		    struct shmchan_diag *diag);
 int shmchan_open_file_ex(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,

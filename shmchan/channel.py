@@ -20,7 +20,6 @@ Handles may be used from several threads (see :class:`Reader` and :class:`Writer
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 import weakref
@@ -37,7 +36,7 @@ from ._binding import diag_text, ffi, lib, raise_for
 from ._handle import Reader
 from ._names import check_geometry, check_name
 from ._stale import cleanup_stale, is_stale, not_a_file, reclaim_stale, unlink
-from .server import ChannelServer, receive_fd
+from .server import ChannelServer
 
 __all__ = [
     "Channel",
@@ -382,16 +381,35 @@ class Channel:
         ``timeout`` seconds (None: no limit), even when the listener never accepts. Raises
         :class:`ChannelTimeoutError`, :class:`ChannelNotFoundError` (no socket at ``path``),
         :class:`IncompatibleChannelError` (the server sent something else than one channel
-        descriptor; whatever it sent is closed), and the errors of :meth:`from_fd`."""
+        descriptor; the message says what it sent, and whatever it sent is closed),
+        :class:`ValueError` (a socket path longer than 107 bytes), the errors of ``connect(2)``,
+        and the errors of :meth:`from_fd` (a memfd sealed against writing included). A signal
+        interrupts the exchange: its handler runs (Ctrl-C raises KeyboardInterrupt at once), else
+        the exchange starts again within the time left."""
         p = os.fsdecode(path)
+        what = f"cannot connect to a sealed channel at {p!r}"
+        raw = os.fsencode(p)
+        if b"\0" in raw:
+            raise ValueError(f"{what}: the socket path holds a NUL byte")
         tns = _core.seconds_to_ns(timeout)
+        # the core's client (shmchan_connect), as the native peers use it. With CONNECT_EINTR a signal
+        # ends its wait, and so does every 100 ms of retrying a full backlog (a signal caught by
+        # another thread, or between two tries, interrupts no system call): the pending handler
+        # runs (Ctrl-C raises KeyboardInterrupt), then the exchange starts again with the time left
+        flags = lib.SHMCHAN_CONNECT_EINTR | (lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0)
+        out = ffi.new("shmchan_channel **")
+        diag = ffi.new("struct shmchan_diag *")
         start = time.monotonic_ns()
-        fd = receive_fd(p, None if tns < 0 else tns / 1e9)
-        try:
-            left = None if tns < 0 else max(tns - (time.monotonic_ns() - start), 0) / 1e9
-            return cls.from_fd(fd, timeout=left, allow_foreign=allow_foreign)
-        finally:
-            os.close(fd)
+        while True:
+            left = -1 if tns < 0 else max(tns - (time.monotonic_ns() - start), 0)
+            rc = lib.shmchan_connect(raw, left, flags, out, diag)
+            if rc != -errno.EINTR:
+                break
+        if rc == -errno.EPROTO:
+            raise E.IncompatibleChannelError(f"{what}: {diag_text(diag)}")
+        if rc:
+            raise_for(rc, what, diag_text(diag), p)
+        return cls(out[0], None, None, creator=False, persist=True)
 
     @classmethod
     def from_fd(cls, fd: int, *, timeout: float | None = 2.0, allow_foreign: bool = False) -> Channel:
@@ -401,7 +419,6 @@ class Channel:
         (``F_SEAL_WRITE``, ``F_SEAL_FUTURE_WRITE``: no peer could write its positions), raises
         :class:`ChannelPermissionError`."""
         tns = _core.seconds_to_ns(timeout)
-        _refuse_write_seals(fd)
         out = ffi.new("shmchan_channel **")
         diag = ffi.new("struct shmchan_diag *")
         flags = lib.SHMCHAN_OPEN_ALLOW_FOREIGN if allow_foreign else 0
@@ -676,22 +693,6 @@ def _config(size: int, cap: int, align: int, msync: str, mode: int, descriptor: 
         cfg.descriptor = keep
         cfg.descriptor_size = len(keep)
     return cfg, keep
-
-
-_F_SEAL_WRITES = ((0x0008, "F_SEAL_WRITE"), (0x0010, "F_SEAL_FUTURE_WRITE"))
-
-
-def _refuse_write_seals(fd: int) -> None:
-    """A channel's memory is written by both sides (positions, lengths, liveness): a memfd sealed
-    against writing can never be one. Said plainly here instead of an EPERM from ``mmap``."""
-    try:
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-    except OSError:
-        return  # not a memfd: the core says "not sealed"
-    named = [text for bit, text in _F_SEAL_WRITES if seals & bit]
-    if named:
-        raise E.ChannelPermissionError(errno.EPERM, f"cannot attach to the sealed channel of fd {fd}: it is sealed "
-                                       f"against writing ({'|'.join(named)}), and a channel's peers must write it")
 
 
 def _target(name: str | None, path: str | os.PathLike[str] | None) -> tuple[str, bool]:

@@ -388,6 +388,107 @@ def test_from_fd_refuses_a_memfd_sealed_against_writing(tmp_path: Path) -> None:
             os.close(fd)
 
 
+def _write_sealed_memfd(seal: int) -> int:
+    """A memfd holding a good sealed channel's image, sealed against resizing and with ``seal``."""
+    with shmchan.Channel.create_sealed(slot_size=64, capacity=4) as src:
+        image = os.pread(src.fd, src.nbytes, 0)
+    fd = os.memfd_create("hostile", os.MFD_ALLOW_SEALING)
+    os.write(fd, image)
+    os.fchmod(fd, 0o600)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | seal)
+    return fd
+
+
+@pytest.mark.parametrize(("seal", "text"), [(fcntl.F_SEAL_WRITE, "F_SEAL_WRITE"), (0x10, "F_SEAL_FUTURE_WRITE")],
+                         ids=["F_SEAL_WRITE", "F_SEAL_FUTURE_WRITE"])
+def test_connect_refuses_a_memfd_sealed_against_writing(tmp_path: Path, seal: int, text: str) -> None:
+    """A server that hands out a memfd sealed against writing: the core refuses it where it opens
+    the memfd, and Channel.connect raises ChannelPermissionError naming the seal, keeping nothing."""
+    path = str(tmp_path / "s")
+    fd = _write_sealed_memfd(seal)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+
+    def serve() -> None:
+        for _ in range(3):
+            conn, _ = listener.accept()
+            with conn:
+                socket.send_fds(conn, [b"S"], [fd])
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            with pytest.raises(shmchan.ChannelPermissionError,
+                               match=rf"cannot connect to a sealed channel at .*sealed against writing \({text}\)"):
+                shmchan.Channel.connect(path, timeout=2)
+        server.join(timeout=5)
+        assert not server.is_alive()
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        listener.close()
+        os.close(fd)
+
+
+def test_connect_ends_at_ctrl_c_and_refuses_a_long_path(tmp_path: Path) -> None:
+    """Channel.connect waits in the C core: Ctrl-C (SIGINT from another process, as a terminal
+    sends it) still raises KeyboardInterrupt within 0.2 s, whether the server never answers or its
+    backlog stays full; another signal's handler runs and the wait goes on to its timeout. A
+    socket path longer than 107 bytes is a ValueError."""
+    with pytest.raises(ValueError, match="longer than 107 bytes"):
+        shmchan.Channel.connect("/tmp/" + "x" * 103, timeout=1)
+    path = str(tmp_path / "s")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    try:
+        got = victim("""
+            import signal, socket, subprocess, time
+            usr1 = []
+            signal.signal(signal.SIGUSR1, lambda *a: usr1.append(1))
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            KILL = ("import os, sys, time; time.sleep(float(sys.argv[3])); print(time.monotonic()); "
+                    "os.kill(int(sys.argv[1]), int(sys.argv[2]))")
+            def later(sig, after):
+                return subprocess.Popen([sys.executable, "-c", KILL, str(os.getpid()), str(int(sig)), str(after)],
+                                        stdout=subprocess.PIPE, text=True)
+            def connect(timeout, sig, after):
+                killer = later(sig, after)
+                t0 = time.monotonic()
+                try:
+                    shmchan.Channel.connect(sys.argv[1], timeout=timeout)
+                    return "connected"
+                except (KeyboardInterrupt, shmchan.ChannelTimeoutError) as exc:
+                    end = time.monotonic()
+                    sent = float(killer.communicate()[0])
+                    return [type(exc).__name__, end - t0, end - sent]
+            out = {}
+            # a listener that accepts and answers nothing: the wait for the answer
+            out["usr1"] = connect(0.8, signal.SIGUSR1, 0.2) + [len(usr1)]
+            out["answer"] = connect(None, signal.SIGINT, 0.3)
+            fillers = []  # fill the backlog: connect(2) itself is retried
+            while True:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.setblocking(False)
+                try:
+                    s.connect(sys.argv[1])
+                except BlockingIOError:
+                    s.close()
+                    break
+                fillers.append(s)
+            out["backlog"] = connect(None, signal.SIGINT, 0.3)
+            print(json.dumps(out))
+        """, path, timeout=20)
+    finally:
+        listener.close()
+    usr1, answer, backlog = got["usr1"], got["answer"], got["backlog"]
+    assert usr1[0] == "ChannelTimeoutError" and 0.75 < usr1[1] < 3 and usr1[3] == 1, got  # type: ignore[index]
+    for where in (answer, backlog):
+        assert where[0] == "KeyboardInterrupt" and where[2] < 0.2, got  # type: ignore[index]
+
+
 # ---- not covered before: the CLI, asyncio and the server under attack ----
 
 CLI_ATTACKS = {

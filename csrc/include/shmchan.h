@@ -185,14 +185,24 @@ int shmchan_reclaim_stale(const char *name);
 int shmchan_create_sealed(const struct shmchan_config *cfg, shmchan_channel **out, struct shmchan_diag *diag);
 /* Attaches to a sealed channel from a file descriptor received from its creator. The descriptor is
    re-opened (this handle gets its own locks), so the caller still owns and closes `fd`. Refuses a
-   descriptor that is not sealed against shrinking and growing (-EPERM). */
+   descriptor that is not sealed against shrinking and growing, or that is sealed against writing
+   (F_SEAL_WRITE, F_SEAL_FUTURE_WRITE: no peer could write the channel), with -EPERM and a diag
+   naming the seal. */
 int shmchan_open_fd(int fd, int64_t timeout_ns, uint32_t flags, shmchan_channel **out, struct shmchan_diag *diag);
 /* The channel's file descriptor (to hand to peers); owned by the channel. */
 int shmchan_channel_fd(const shmchan_channel *ch);
 /* Sends the channel's descriptor over a connected Unix socket. */
 int shmchan_send_fd(int sock, const shmchan_channel *ch);
 /* Connects to a Unix socket at `path` where a creator serves a sealed channel, receives its
-   descriptor and attaches (shmchan_open_fd). */
+   descriptor and attaches (shmchan_open_fd), all within timeout_ns; connect(2) never blocks, even
+   on a listener whose backlog is full. -EPROTO when the server answers anything but the byte 'S'
+   with exactly one descriptor (diag says what it sent; every descriptor it sent is closed);
+   -EPERM when the memfd is not sealed against resizing or is sealed against writing.
+   `flags`: those of shmchan_open_ex, and SHMCHAN_CONNECT_EINTR, for a binding that runs its
+   signal handlers, then calls again with the time left: a signal ends the exchange with -EINTR
+   instead of being ridden out, and so does every 100 ms spent retrying a listener whose backlog
+   is full (a signal caught between two tries interrupts nothing; no connection is held then). */
+#define SHMCHAN_CONNECT_EINTR 2u
 int shmchan_connect(const char *path, int64_t timeout_ns, uint32_t flags, shmchan_channel **out,
 		    struct shmchan_diag *diag);
 

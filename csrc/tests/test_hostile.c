@@ -778,14 +778,96 @@ static void connect_never_blocks_and_closes_a_bad_answer(void)
 	}
 	close(lst);
 	before = open_fds();
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < 5; i++) {
+		memset(&diag, 0, sizeof(diag));
 		CHECK_RC(shmchan_connect(sa.sun_path, T_MS(2000), 0, &ch, &diag), -EPROTO);
+		CHECK_MSG(strstr(diag.message, "the server sent b'X' with 1 descriptor(s)") != NULL, "diag: %s",
+			  diag.message);
+	}
 	CHECK_MSG(open_fds() == before, "%d descriptors open, %d before", open_fds(), before);
 	{
 		int st = 0;
 
 		CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
+	unlink(sa.sun_path);
+}
+
+/* A child that sends SIGUSR1 to its parent after ms milliseconds. */
+static pid_t signal_me_in(long ms)
+{
+	pid_t parent = getpid(), pid = t_fork();
+
+	if (pid == 0) {
+		t_sleep_ms(ms);
+		kill(parent, SIGUSR1);
+		t_peer_exit(0);
+	}
+	return pid;
+}
+
+/*
+ * A binding runs its signal handlers (Ctrl-C) only once the C call returns: with
+ * SHMCHAN_CONNECT_EINTR a signal ends shmchan_connect's wait for an answer with -EINTR at once, and
+ * retrying a full backlog ends with -EINTR after a slice even with no signal (one caught between
+ * two tries interrupts nothing); without the flag the signal is ridden out.
+ */
+static void connect_ends_on_a_signal_only_when_asked(void)
+{
+	struct sockaddr_un sa;
+	struct sigaction act;
+	shmchan_channel *ch = NULL;
+	int lst, fillers[256], nfill = 0, i;
+	int64_t t0;
+	pid_t pid;
+
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = on_usr1; /* no SA_RESTART, as a binding's handler */
+	sigemptyset(&act.sa_mask);
+	CHECK(sigaction(SIGUSR1, &act, NULL) == 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/tmp/shmchan-ctest-eintr-%d.sock", (int)getpid());
+	unlink(sa.sun_path);
+	lst = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(lst >= 0);
+	CHECK(bind(lst, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	CHECK(listen(lst, 0) == 0);
+
+	/* a server that accepts and sends nothing: the wait for its answer */
+	pid = signal_me_in(100);
+	t0 = t_now_ns();
+	CHECK_RC(shmchan_connect(sa.sun_path, T_MS(5000), SHMCHAN_CONNECT_EINTR, &ch, NULL), -EINTR);
+	CHECK_MSG(t_now_ns() - t0 < T_MS(1000), "took %.0f ms", t_ms(t_now_ns() - t0));
+	CHECK_CHILD(pid, 5000, 0);
+	pid = signal_me_in(50);
+	t0 = t_now_ns();
+	CHECK_RC(shmchan_connect(sa.sun_path, T_MS(300), 0, &ch, NULL), -ETIMEDOUT);
+	CHECK_MSG(t_now_ns() - t0 >= T_MS(290), "took %.0f ms", t_ms(t_now_ns() - t0));
+	CHECK_CHILD(pid, 5000, 0);
+
+	/* a backlog that stays full: the connect retried every millisecond */
+	while (nfill < 256) {
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+		CHECK(s >= 0);
+		if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			close(s);
+			break;
+		}
+		fillers[nfill++] = s;
+	}
+	t0 = t_now_ns();
+	CHECK_RC(shmchan_connect(sa.sun_path, T_MS(5000), SHMCHAN_CONNECT_EINTR, &ch, NULL), -EINTR);
+	CHECK_MSG(t_now_ns() - t0 >= T_MS(95) && t_now_ns() - t0 < T_MS(1000), "took %.0f ms",
+		  t_ms(t_now_ns() - t0));
+	CHECK(ch == NULL);
+	t0 = t_now_ns();
+	CHECK_RC(shmchan_connect(sa.sun_path, T_MS(300), 0, &ch, NULL), -ETIMEDOUT);
+	CHECK_MSG(t_now_ns() - t0 >= T_MS(290), "took %.0f ms", t_ms(t_now_ns() - t0));
+	for (i = 0; i < nfill; i++)
+		close(fillers[i]);
+	close(lst);
 	unlink(sa.sun_path);
 }
 
@@ -808,6 +890,7 @@ int main(void)
 	failures += t_case("readers_map_slots_read_only", readers_map_slots_read_only, 10);
 	failures += t_case("connect_never_blocks_and_closes_a_bad_answer",
 			   connect_never_blocks_and_closes_a_bad_answer, 20);
+	failures += t_case("connect_ends_on_a_signal_only_when_asked", connect_ends_on_a_signal_only_when_asked, 20);
 	failures += t_case("storm_spsc", storm_spsc, 30);
 	failures += t_case("storm_broadcast_block", storm_broadcast_block, 30);
 	failures += t_case("storm_broadcast_overwrite", storm_broadcast_overwrite, 30);

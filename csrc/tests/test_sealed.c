@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Sealed channels: nobody can truncate or grow them; peers attach through a descriptor passed over a Unix socket. */
+#include <dirent.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 #include "testutil.h"
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 static void make_sealed(shmchan_channel **ch)
 {
@@ -174,6 +180,115 @@ static void unsealed_descriptors_are_refused(void)
 	shmchan_close(ch);
 }
 
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	CHECK(d != NULL);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* A memfd with a copy of a good channel's image, sealed against resizing and with `seal` too. */
+static int hostile_memfd(int seal)
+{
+	shmchan_channel *src;
+	struct shmchan_info info;
+	char *image;
+	int fd;
+
+	make_sealed(&src);
+	CHECK_RC(shmchan_info(src, &info), 0);
+	image = malloc((size_t)info.total_size);
+	CHECK(image != NULL);
+	CHECK(pread(shmchan_channel_fd(src), image, (size_t)info.total_size, 0) == (ssize_t)info.total_size);
+	shmchan_close(src);
+	fd = memfd_create("hostile", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	CHECK(fd >= 0);
+	CHECK(write(fd, image, (size_t)info.total_size) == (ssize_t)info.total_size);
+	free(image);
+	CHECK(fchmod(fd, 0600) == 0);
+	CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | seal) == 0);
+	return fd;
+}
+
+/* Sends the byte 'S' with fd, as a server does. */
+static void send_S(int sock, int fd)
+{
+	char byte = 'S';
+	struct iovec iov = {&byte, 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg;
+	struct cmsghdr *cm;
+
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	CHECK(sendmsg(sock, &msg, MSG_NOSIGNAL) == 1);
+}
+
+/*
+ * Both sides write a channel: a memfd sealed against writing (F_SEAL_WRITE: the writable mapping
+ * fails; F_SEAL_FUTURE_WRITE: none can be made) is refused by the core with -EPERM and a diag
+ * naming the seal, from a descriptor and over a socket alike, and nothing stays open.
+ */
+static void a_memfd_sealed_against_writing_is_refused(void)
+{
+	static const struct {
+		int seal;
+		const char *name;
+	} cases[] = {{F_SEAL_WRITE, "(F_SEAL_WRITE)"}, {F_SEAL_FUTURE_WRITE, "(F_SEAL_FUTURE_WRITE)"}};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		shmchan_channel *other = NULL;
+		struct shmchan_diag diag;
+		char path[300];
+		int fd = hostile_memfd(cases[i].seal), lsock, before;
+		pid_t pid;
+
+		memset(&diag, 0, sizeof(diag));
+		CHECK_RC(shmchan_open_fd(fd, T_MS(1000), 0, &other, &diag), -EPERM);
+		CHECK(other == NULL);
+		CHECK_MSG(strstr(diag.message, cases[i].name) && strstr(diag.message, "sealed against writing"),
+			  "diag: %s", diag.message);
+
+		lsock = listen_at(path, sizeof(path));
+		pid = t_fork();
+		if (pid == 0) {
+			int c = accept(lsock, NULL, NULL);
+
+			CHECK(c >= 0);
+			send_S(c, fd);
+			close(c);
+			t_peer_exit(0);
+		}
+		close(fd);
+		before = open_fds();
+		memset(&diag, 0, sizeof(diag));
+		CHECK_RC(shmchan_connect(path, T_MS(2000), 0, &other, &diag), -EPERM);
+		CHECK(other == NULL);
+		CHECK_MSG(strstr(diag.message, cases[i].name) != NULL, "diag: %s", diag.message);
+		CHECK_MSG(open_fds() == before, "%d descriptors open, %d before", open_fds(), before);
+		CHECK_CHILD(pid, 5000, 0);
+		close(lsock);
+		unlink(path);
+	}
+}
+
 int main(void)
 {
 	int failures = 0;
@@ -184,5 +299,6 @@ int main(void)
 	failures += t_case("peers_through_the_descriptor_have_their_own_locks",
 			   peers_through_the_descriptor_have_their_own_locks, 20);
 	failures += t_case("unsealed_descriptors_are_refused", unsealed_descriptors_are_refused, 10);
+	failures += t_case("a_memfd_sealed_against_writing_is_refused", a_memfd_sealed_against_writing_is_refused, 20);
 	return t_done(failures);
 }
