@@ -32,8 +32,8 @@ def _producer(name: str) -> None:
 
 
 def _bcast_reader(name: str, q: mp.Queue[int]) -> None:
-    b = shmchan.Broadcast.open(name, timeout=10)  # not `with ... as b`: Channel.__enter__ is typed -> Channel
-    with b:
+    # mypy --strict checks this file (make lint): `with` must keep the Broadcast type for reader(start=)
+    with shmchan.Broadcast.open(name, timeout=10) as b:
         r = b.reader(start="oldest")
         q.put(-1)  # attached
         q.put(sum(zlib.crc32(m.tobytes()) for m in r))

@@ -25,7 +25,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy.typing as npt
 
@@ -74,6 +74,9 @@ _OPEN_POLL_S = (0.001, 0.05)  # waiting for a name to appear: first and longest 
 
 DtypeLike = npt.DTypeLike
 Shape = int | tuple[int, ...]
+
+
+_C = TypeVar("_C", bound="Channel")  # a handle's own class (Broadcast, State): __enter__ keeps it
 
 
 @dataclass(frozen=True)
@@ -638,8 +641,8 @@ class Channel:
             raise_for(rc, f"cannot unlink {self._where()!r}", filename=self._where())
         self._persist = True  # nothing left to remove at close
 
-    def __enter__(self) -> Channel:
-        return self
+    def __enter__(self: _C) -> _C:
+        return self  # the handle's own class: `with Broadcast.open(..) as b` is a Broadcast to a type checker
 
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
