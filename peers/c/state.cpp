@@ -15,6 +15,7 @@
 //     version changes, then reads) until it reads the final value. Every value must be consistent,
 //     equal to its version, and versions never go back. Prints "done reads=R versions=V nodata=K
 //     errors=E first=F last=L seconds=S". Exits 1 when E > 0.
+#include <sched.h>
 #include "bcast_common.hpp"
 
 namespace {
@@ -145,6 +146,12 @@ int reader(const peer::Flags &f)
 		rc = shmchan_state_read(ch, buf, sizeof buf, &len, &v);
 		if (rc == -ENODATA) {
 			nodata++;
+			continue;
+		}
+		if (rc == -EBUSY) {
+			/* the writer replaced the value faster than it could be copied (a loaded machine and a
+			   writer in a tight loop): a live board's answer, not an error; look again */
+			sched_yield();
 			continue;
 		}
 		if (rc)

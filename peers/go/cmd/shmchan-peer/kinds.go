@@ -13,6 +13,7 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -420,6 +421,12 @@ func stateReader(f flags) int {
 					die(err, "cannot wait")
 				}
 			}
+			continue
+		}
+		if errors.Is(err, shmchan.ErrBusy) {
+			// the writer replaced the value faster than it could be copied (a loaded machine and a
+			// writer in a tight loop): a live board's answer, not an error; look again
+			runtime.Gosched()
 			continue
 		}
 		if err != nil {

@@ -117,7 +117,16 @@ fn reader(f: &common::Flags) {
                 Err(e) => common::die(&e),
             }
         }
-        let (n, v) = st.read(&mut buf).unwrap_or_else(|e| common::die(&e));
+        let (n, v) = match st.read(&mut buf) {
+            Ok(r) => r,
+            // the writer replaced the value faster than it could be copied (a loaded machine and a
+            // writer in a tight loop): a live board's answer, not an error; look again
+            Err(e) if e.kind == ErrorKind::Busy => {
+                std::thread::yield_now();
+                continue;
+            }
+            Err(e) => common::die(&e),
+        };
         if v == 0 {
             nodata += 1;
             continue;
